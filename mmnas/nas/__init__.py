@@ -1,0 +1,1 @@
+"""Search-space machinery: genotypes, mixed ops, the supernet and the architecture step (spec §4, §8)."""

@@ -1,0 +1,35 @@
+"""Small shared builders for the tests (not project code)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_KEYS = Path(__file__).resolve().parent / "data" / "reference_keys"
+
+
+def reference_state_dict(task: str, tokens: int, answers: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random tensors with exactly the names and shapes of reference_keys/<task>.txt."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for line in (REFERENCE_KEYS / f"{task}.txt").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, shape = line.split()
+        dims = [int(d.replace("TOKENS", str(tokens)).replace("ANSWERS", str(answers))) for d in shape.split("x")]
+        out[key] = torch.randn(*dims, generator=g)
+    return out
+
+
+def random_batch(b: int = 2, t: int = 5, n: int = 6, feat: int = 16, vocab: int = 30, pad_text: int = 1,
+                 pad_regions: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    text = torch.randint(1, vocab, (b, t), generator=g)
+    if pad_text:
+        text[:, t - pad_text:] = 0
+    img = torch.randn(b, n, feat, generator=g)
+    if pad_regions:
+        img[:, n - pad_regions:] = 0
+    rel = torch.randn(b, n, n, 4, generator=g)
+    return {"text_ix": text, "img_feat": img, "img_rel": rel, "img_box_feat": torch.rand(b, n, 5, generator=g)}
