@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from mmnas.errors import DataError
+
 __all__ = [
     "RegionFileError",
     "image_id_from_filename",
@@ -19,7 +21,7 @@ __all__ = [
 _REQUIRED_KEYS = ("x", "bbox", "image_h", "image_w", "num_bbox")
 
 
-class RegionFileError(ValueError):
+class RegionFileError(DataError, ValueError):
     """A region-feature ``.npz`` file is missing, unreadable or not in the bottom-up format."""
 
 

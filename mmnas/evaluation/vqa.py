@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mmnas.errors import UserError
 from mmnas.evaluation.vqa_normalize import normalize_prediction, process_punctuation
 
 __all__ = [
@@ -26,7 +27,7 @@ _SHOW_IDS = 5
 _RESULT_FORMAT = 'a json list [{"question_id": int, "answer": str}, ...]'
 
 
-class ResultFileError(ValueError):
+class ResultFileError(UserError, ValueError):
     """An input of the VQA scorer (a file or its content) cannot be evaluated.
 
     The message is one paragraph naming the file, the problem and the fix.

@@ -58,13 +58,14 @@ def build_network(task: str, genotype: Genotype | Mapping | str | os.PathLike, *
 def build_supernet(task: str, *, vocab_size: int, answer_size: int | None = None, word_vectors=None,
                    nodes: Mapping[str, int] | None = None,
                    search_space: Mapping[str, Sequence[str]] = SEARCH_SPACE,
-                   init_genotype: Genotype | None = sn.INITIAL_GENOTYPE, **model_cfg: Any) -> MMNasNet:
+                   init_genotype: Genotype | None = None, **model_cfg: Any) -> MMNasNet:
     """The search supernet: one mixed op per node over `search_space` (release: 12 encoder and 18 decoder nodes),
-    α initialised from `init_genotype` (+1 for its op, −1 for the others); hidden_size defaults to the search's 256."""
+    α initialised from `init_genotype` (+1 for its op, −1 for the others; default: the release's MCAN-like start for
+    the given node counts); hidden_size defaults to the search's 256."""
     _check_task(task, answer_size)
     model_cfg.setdefault("hidden_size", 256)
     cfg = _model_config(model_cfg)
+    nodes = nodes or {"enc": 12, "dec": 18}
     backbone = Backbone.supernet(cfg, nodes, search_space)
-    if init_genotype is not None:
-        sn.init_alpha(backbone, init_genotype)
+    sn.init_alpha(backbone, init_genotype or sn.mcan_like_genotype(nodes["enc"], nodes["dec"]))
     return MMNasNet(cfg, vocab_size, backbone, HEADS.get(task)(cfg, answer_size), word_vectors)

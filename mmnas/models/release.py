@@ -7,6 +7,8 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
+from mmnas.errors import UserError
+
 # (release pattern, our replacement), applied in order to each key after `module.` is stripped.
 _RULES: list[tuple[str, str]] = [
     (r"^embedding\.", "text_encoder.embedding."),
@@ -47,7 +49,7 @@ _PROJ = {"VQAHead": "head.classifier.", "ITMHead": "head.score."}
 _DROPPED = re.compile(r"^linear_x_rel\.")
 
 
-class ReleaseKeyError(KeyError):
+class ReleaseKeyError(UserError, KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; show it as written
         return str(self.args[0])
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from mmnas.errors import UserError
 from mmnas.fileio import atomic_write_json
 from mmnas.registry import nearest
 
@@ -15,7 +16,7 @@ CELLS = ("enc", "dec")
 _EPOCH_KEY = re.compile(r"^epoch(\d+)$")
 
 
-class ArchFileError(ValueError):
+class ArchFileError(UserError, ValueError):
     """A bad or missing arch file, epoch key, node count or op name; the message names all of them."""
 
 

@@ -13,11 +13,16 @@ import torch.nn as nn
 from mmnas.nas.genotype import CELLS, Genotype
 from mmnas.nas.mixed_op import MixedOp
 
-# The release starts the search near an MCAN-like network (spec §4).
-INITIAL_GENOTYPE = Genotype(
-    enc=tuple((op,) for op in ["self_att_64", "feed_forward"] * 6),
-    dec=tuple((op,) for op in ["rel_self_att_64", "guided_att_64", "feed_forward"] * 6),
-)
+def mcan_like_genotype(nodes_enc: int = 12, nodes_dec: int = 18) -> Genotype:
+    """The release's initial genotype (spec §4): encoder [SA, FFN] repeated, decoder [RSA, GA, FFN] repeated; at the
+    release's 12/18 nodes exactly its `[SA, FFN] × 6` / `[RSA, GA, FFN] × 6`."""
+    enc, dec = ["self_att_64", "feed_forward"], ["rel_self_att_64", "guided_att_64", "feed_forward"]
+    return Genotype(enc=tuple((enc[i % 2],) for i in range(nodes_enc)),
+                    dec=tuple((dec[i % 3],) for i in range(nodes_dec)))
+
+
+# The release starts the search near an MCAN-like network.
+INITIAL_GENOTYPE = mcan_like_genotype(12, 18)
 
 
 def cell_mixed_ops(backbone: nn.Module) -> dict[str, list[MixedOp]]:

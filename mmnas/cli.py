@@ -1,0 +1,88 @@
+"""Command lines of the release (spec §8) for every (task, stage): flags → config → run; user errors are one
+paragraph on stderr and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+from mmnas.config import ConfigError, build_config
+from mmnas.errors import UserError
+
+DATASETS = {"vqa": ("vqa", "easyvqa")}
+KNOWN_ERRORS: tuple[type[BaseException], ...] = (UserError, ConfigError)
+
+
+def build_parser(task: str, stage: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"{stage}_{task}.py",
+        description=f"MMNas {'architecture search' if stage == 'search' else 'training and evaluation'} for "
+                    f"{task.upper()}. Trailing section.key=value items override any config value.")
+    p.add_argument("--RUN", dest="run", choices=["train", "val", "test"], default=None,
+                   help="train (search, for search scripts), val (accuracy of --CKPT_PATH) or test (result file)")
+    p.add_argument("--ARCH_PATH", dest="arch_path", help="architecture json (spec §8), e.g. arch/mmnas_vqa.json")
+    p.add_argument("--ARCH_EPOCH", "--GENO_EPOCH", dest="arch_epoch", type=int,
+                   help="key epoch<N> of the arch json (default 0)")
+    p.add_argument("--CKPT_PATH", dest="ckpt_path", help="checkpoint to evaluate, test or resume from")
+    p.add_argument("--RESUME", dest="resume", action="store_true", default=None,
+                   help="resume --CKPT_PATH, or the latest checkpoint of --VERSION")
+    p.add_argument("--VERSION", dest="version", help="run name: logs/ckpts/<VERSION>_epoch<N>.pkl, logs/log/log_<VERSION>.txt")
+    p.add_argument("--GPU", dest="gpu", help="GPU ids, e.g. '0, 1' ('cpu' forces the CPU)")
+    p.add_argument("--NW", dest="num_workers", type=int, help="data loader workers")
+    p.add_argument("--BS", dest="batch_size", type=int, help="batch size (per process)")
+    p.add_argument("--SEED", dest="seed", type=int, help="random seed (search default 888, training random)")
+    p.add_argument("--SPLIT", dest="train_split", help="training split: train, train+val or train+val+vg")
+    p.add_argument("--DATASET", dest="dataset", choices=DATASETS[task], default=None,
+                   help="data: the real tree (datasets/<task>) or the built-in demo")
+    p.add_argument("--CONFIG", dest="config_file", help="a YAML config applied over configs/<task>/<stage>.yaml")
+    p.add_argument("--NO_PROGRESS", dest="progress", action="store_false", default=None, help="no progress bars")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="e.g. optim.max_epoch=2")
+    return p
+
+
+FLAG_KEYS = {"run": "run.run", "arch_path": "run.arch_path", "arch_epoch": "run.arch_epoch",
+             "ckpt_path": "run.ckpt_path", "resume": "run.resume", "version": "run.version", "gpu": "run.gpu",
+             "num_workers": "data.num_workers", "batch_size": "optim.batch_size", "seed": "run.seed",
+             "train_split": "data.train_split", "progress": "run.progress"}
+
+
+def parse(task: str, stage: str, argv: Sequence[str] | None = None):
+    """The resolved Config of a command line (no side effects)."""
+    args = build_parser(task, stage).parse_intermixed_args(argv)
+    flags = {FLAG_KEYS[k]: v for k, v in vars(args).items() if k in FLAG_KEYS and v is not None}
+    return build_config(task, stage, dataset=args.dataset, config_file=args.config_file, flags=flags,
+                        overrides=args.overrides)
+
+
+def execute(task: str, stage: str, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    cfg = parse(task, stage, argv)
+    prepare_demo_data(cfg)
+    from mmnas.tasks import get_task
+    task_obj = get_task(cfg.task)(cfg)
+    if stage == "search":
+        from mmnas.engine.searcher import Searcher
+        return Searcher(cfg, task_obj).run()
+    from mmnas.engine.trainer import Trainer
+    return Trainer(cfg, task_obj).run()
+
+
+def prepare_demo_data(cfg) -> None:
+    """The built-in demo data are generated on first use (never used silently instead of missing real data)."""
+    if cfg.data.dataset == "easyvqa":
+        from pathlib import Path
+
+        from mmnas.demo.easyvqa import DONE_FILE, prepare_easyvqa
+        if not (Path(cfg.data.root) / DONE_FILE).is_file():  # any complete tree (a full or a test-sized one)
+            prepare_easyvqa(cfg.data.root, progress=cfg.run.progress)
+
+
+def main(task: str, stage: str, argv: Sequence[str] | None = None) -> int:
+    try:
+        execute(task, stage, argv)
+    except KNOWN_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,189 @@
+"""The alternating one-shot search of spec §4: weight steps on the first 80 % of the training split, architecture
+steps on the last 20 %, the derived genotype appended to arch/<VERSION>.json after every epoch."""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn as nn
+
+from mmnas.engine import dist
+from mmnas.engine.checkpoint import save_checkpoint
+from mmnas.engine.common import (EpochSampler, build_optimizer, format_metrics, make_loader, restore_rng, rng_state,
+                                 run_evaluation, seed_everything, set_lr)
+from mmnas.engine.run import Run
+from mmnas.engine.schedule import learning_rate
+from mmnas.errors import UserError
+from mmnas.models.build import build_supernet, resolve_genotype
+from mmnas.nas import supernet as sn
+from mmnas.nas.arch_step import arch_step_due
+from mmnas.nas.genotype import Genotype, append_genotype
+
+
+@contextlib.contextmanager
+def frozen(params: list[nn.Parameter]) -> Iterator[None]:
+    """Weights need no gradient in an arch step (only α is updated there): skip computing them."""
+    flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
+
+
+def split_indices(n: int, portion: float) -> tuple[list[int], list[int]]:
+    """First `portion` of the dataset (in dataset order) trains weights, the rest trains α (SPLIT_PORTION)."""
+    cut = int(n * portion)
+    return list(range(cut)), list(range(cut, n))
+
+
+class Searcher(Run):
+    stage = "search"
+
+    def arch_path(self) -> Path:
+        return Path(self.cfg.run.arch_dir) / f"{self.cfg.run.version}.json"
+
+    def existing_outputs(self) -> list[Path]:
+        return super().existing_outputs() + ([self.arch_path()] if self.arch_path().exists() else [])
+
+    def run(self) -> dict[str, Any]:
+        if self.cfg.run.run != "train":
+            raise UserError("a search runs with --RUN train; evaluate a searched architecture by training it with "
+                            "train_<task>.py --ARCH_PATH arch/<VERSION>.json --ARCH_EPOCH N.")
+        return self.search()
+
+    def search(self) -> dict[str, Any]:
+        cfg, sc = self.cfg, self.cfg.search
+        self.check_fresh_start()
+        ckpt = self.resume_checkpoint() if cfg.run.resume else None
+        if ckpt is None and self.arch_path().exists():
+            self.arch_path().unlink()  # run.overwrite was given (check_fresh_start); start the file anew
+        self.log.start()
+        seed_everything(cfg.run.seed)
+        self.task.prepare(need_vectors=ckpt is None)
+        if ckpt is not None:
+            self.task.check_meta(ckpt["meta"], cfg.run.ckpt_path or "of this run")
+        init = None if sc.init_genotype == "mcan_like" else resolve_genotype(sc.init_genotype, 0)
+        dataset = self.task.dataset(cfg.data.train_split)
+        weight_idx, alpha_idx = split_indices(len(dataset), sc.split_portion)
+        if len(weight_idx) < cfg.optim.batch_size or len(alpha_idx) < cfg.optim.batch_size:
+            raise UserError(f"the search split {cfg.data.train_split!r} has {len(dataset)} samples: too few for "
+                            f"batches of {cfg.optim.batch_size} in both the weight part ({len(weight_idx)}) and the "
+                            f"α part ({len(alpha_idx)}); lower --BS.")
+        kwargs = dict(nodes={"enc": sc.nodes_enc, "dec": sc.nodes_dec}, **self.task.model_kwargs(),
+                      **self.model_cfg())
+        if init is not None:
+            kwargs["init_genotype"] = init
+        net = build_supernet(cfg.task, **kwargs).to(self.device)
+        weights, alphas = net.weight_parameters(), net.arch_parameters()
+        optimizer = build_optimizer(weights, cfg.optim)
+        alpha_opt = torch.optim.Adam(alphas, lr=sc.alpha_lr, betas=tuple(sc.alpha_betas),
+                                     weight_decay=sc.alpha_weight_decay)
+        # Paths are drawn from their own generator, so the draw sequence is part of the resumable state.
+        path_gen = torch.Generator().manual_seed(cfg.run.seed + 1)
+        start_epoch, step, unchanged = 0, 0, 0
+        if ckpt is not None:
+            net.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            alpha_opt.load_state_dict(ckpt["alpha_optimizer"])
+            start_epoch, step, unchanged = ckpt["epoch"], ckpt["step"], ckpt.get("unchanged", 0)
+            restore_rng(ckpt["rng"], {"paths": path_gen})
+        w_sampler = EpochSampler(weight_idx, True, cfg.run.seed, salt=0)
+        a_sampler = EpochSampler(alpha_idx, True, cfg.run.seed, salt=1)
+        w_loader = make_loader(dataset, w_sampler, cfg.optim.batch_size, cfg.data.num_workers, drop_last=True)
+        a_loader = make_loader(dataset, a_sampler, cfg.optim.batch_size, cfg.data.num_workers, drop_last=True)
+        eval_loader = make_loader(dataset, EpochSampler(alpha_idx, False, 0), self.eval_batch_size(),
+                                  cfg.data.num_workers)
+        self.log.write(f"search on {cfg.data.train_split!r}: {len(weight_idx)} weight / {len(alpha_idx)} α samples, "
+                       f"{len(w_loader)} steps/epoch, mode {sc.mode}, α from epoch {sc.alpha_start} every "
+                       f"{sc.alpha_every} steps; {sum(p.numel() for p in weights):,} weights; device {self.device}")
+        previous = net.genotype()
+        record: dict[str, Any] = {}
+        for epoch in range(start_epoch, cfg.optim.max_epoch):
+            w_sampler.set_epoch(epoch)
+            a_sampler.set_epoch(epoch)
+            alpha_iter = iter(a_loader)
+            net.train()
+            loss_sum, arch_loss_sum, n, n_arch, t0 = 0.0, 0.0, 0, 0, time.time()
+            bar = self.progress(w_loader, desc=f"search {epoch + 1}/{cfg.optim.max_epoch}")
+            for i, batch in enumerate(bar):
+                step += 1
+                lr = learning_rate(step, epoch, len(w_loader), cfg.optim.lr_base, cfg.optim.warmup,
+                                   cfg.optim.lr_decay_rate, cfg.optim.lr_decay_epochs)
+                loss_sum += self.weight_step(net, optimizer, weights, dist.to_device(batch, self.device), lr, path_gen)
+                n += batch["text_ix"].size(0)
+                if arch_step_due(epoch, i, sc.alpha_start, sc.alpha_every):
+                    try:
+                        a_batch = next(alpha_iter)
+                    except StopIteration:
+                        alpha_iter = iter(a_loader)
+                        a_batch = next(alpha_iter)
+                    arch_loss_sum += self.arch_step(net, alpha_opt, weights, dist.to_device(a_batch, self.device),
+                                                    path_gen)
+                    n_arch += a_batch["text_ix"].size(0)
+                bar.set_postfix(loss=f"{loss_sum / max(n, 1):.4f}")
+            geno = net.genotype()
+            changed = sum(a != b for cell in ("enc", "dec")
+                          for a, b in zip(getattr(geno, cell), getattr(previous, cell)))
+            unchanged = unchanged + 1 if changed == 0 else 0
+            previous = geno
+            record = {"stage": "search", "epoch": epoch + 1, "step": step, "lr": lr, "loss": loss_sum / max(n, 1),
+                      "arch_loss": arch_loss_sum / n_arch if n_arch else None, "arch_steps_samples": n_arch,
+                      "genotype_changes": changed, "epoch_seconds": round(time.time() - t0, 2)}
+            if dist.is_main():
+                append_genotype(self.arch_path(), epoch + 1, geno)
+            save_checkpoint(self.ckpt_path(epoch + 1), {
+                "task": cfg.task, "stage": "search", "epoch": epoch + 1, "step": step, "unchanged": unchanged,
+                "model": self.model_state(net), "optimizer": optimizer.state_dict(),
+                "alpha_optimizer": alpha_opt.state_dict(), "genotype": geno.to_dict(),
+                "config": cfg.to_dict(), "meta": self.task.meta(), "rng": rng_state({"paths": path_gen})})
+            with net.sampling("derived"):
+                ev = run_evaluation(net, self.task.evaluator(dataset), eval_loader, self.device, cfg.run.progress,
+                                    desc="derived net on α part")
+            record.update({f"derived_{k}": v for k, v in ev.items() if isinstance(v, (int, float))})
+            record["genotype"] = geno.to_dict()
+            record["probs"] = net.export_probs()
+            self.log.write(f"epoch {epoch + 1}: {format_metrics(record)}")
+            self.log.write(f"  enc: {[node[0] for node in geno.enc]}")
+            self.log.write(f"  dec: {[node[0] for node in geno.dec]}")
+            self.log.metrics(record)
+            if sc.stop_after_unchanged and epoch >= sc.alpha_start and unchanged >= sc.stop_after_unchanged:
+                self.log.write(f"the genotype has not changed for {unchanged} epochs: stopping "
+                               f"(search.stop_after_unchanged={sc.stop_after_unchanged}).")
+                break
+        self.log.write(f"architectures: {self.arch_path()} (train one with --ARCH_PATH {self.arch_path()} "
+                       f"--ARCH_EPOCH {record.get('epoch')})")
+        return record
+
+    def weight_step(self, net, optimizer, weights, batch, lr: float, gen: torch.Generator) -> float:
+        mode = "darts" if self.cfg.search.mode == "darts" else "weight"
+        with net.sampling(mode, gen):
+            loss = self.task.forward_loss(net, batch)["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            net.zero_grad(set_to_none=True)
+            loss.backward()
+        if self.cfg.search.inactive_grads == "zero":
+            sn.fill_missing_grads(weights)
+        if self.cfg.optim.grad_clip > 0:
+            nn.utils.clip_grad_norm_(weights, self.cfg.optim.grad_clip)
+        set_lr(optimizer, lr)
+        optimizer.step()
+        return float(loss.detach())
+
+    def arch_step(self, net, alpha_opt, weights, batch, gen: torch.Generator) -> float:
+        mode = self.cfg.search.mode
+        net.zero_grad(set_to_none=True)
+        with frozen(weights), net.sampling(mode, gen):
+            loss = self.task.forward_loss(net, batch)["loss"]
+            loss.backward()
+            if mode in ("full", "two"):
+                sn.set_alpha_grads(net)
+            alpha_opt.step()
+            sn.rescale_after_step(net)
+        net.zero_grad(set_to_none=True)
+        return float(loss.detach())

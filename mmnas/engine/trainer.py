@@ -1,0 +1,153 @@
+"""Training of a fixed network and its evaluation (spec §5, §7): Adam with the release's warm-up and step decay,
+gradient clipping, `sum` losses, per-epoch validation, `--RUN val` and `--RUN test`."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from mmnas.engine import dist
+from mmnas.engine.checkpoint import load_checkpoint, save_checkpoint
+from mmnas.engine.common import (EpochSampler, build_optimizer, format_metrics, make_loader, restore_rng, rng_state,
+                                 run_evaluation, seed_everything, set_lr)
+from mmnas.engine.run import Run
+from mmnas.engine.schedule import learning_rate
+from mmnas.errors import UserError
+from mmnas.models.build import build_network, resolve_genotype
+from mmnas.nas.genotype import Genotype
+
+
+class Trainer(Run):
+    stage = "train"
+
+    def run(self) -> dict[str, Any]:
+        return {"train": self.train, "val": self.validate, "test": self.test}[self.cfg.run.run]()
+
+    # -- training -----------------------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self.check_fresh_start()
+        ckpt = self.resume_checkpoint() if cfg.run.resume else None
+        # The architecture is checked before any data is read: a bad arch file fails in a second.
+        genotype = (Genotype.from_dict(ckpt["genotype"]) if ckpt is not None
+                    else resolve_genotype(cfg.run.arch_path, cfg.run.arch_epoch))
+        self.log.start()
+        seed_everything(cfg.run.seed)
+        self.task.prepare(need_vectors=ckpt is None)
+        if ckpt is not None:
+            self.task.check_meta(ckpt["meta"], cfg.run.ckpt_path or "of this run")
+        self.log.write(f"architecture: enc {[n[0] for n in genotype.enc]} dec {[n[0] for n in genotype.dec]}")
+        train_set = self.task.dataset(cfg.data.train_split)
+        model = build_network(cfg.task, genotype, **self.task.model_kwargs(), **self.model_cfg()).to(self.device)
+        optimizer = build_optimizer(list(model.parameters()), cfg.optim)
+        start_epoch, step = 0, 0
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            start_epoch, step = ckpt["epoch"], ckpt["step"]
+            restore_rng(ckpt["rng"])
+        sampler = EpochSampler(range(len(train_set)), shuffle=True, seed=cfg.run.seed)
+        loader = make_loader(train_set, sampler, cfg.optim.batch_size, cfg.data.num_workers)
+        val_loader = None
+        if cfg.run.eval_every_epoch and not self._trains_on_val() and self.task.can_evaluate(cfg.data.val_split):
+            val_set = self.task.dataset(cfg.data.val_split)
+            val_loader = make_loader(val_set, EpochSampler(range(len(val_set)), False, 0), self.eval_batch_size(),
+                                     cfg.data.num_workers)
+        n_params = sum(p.numel() for p in model.parameters())
+        self.log.write(f"train split {cfg.data.train_split!r}: {len(train_set)} samples, {len(loader)} steps/epoch; "
+                       f"{n_params:,} parameters; device {self.device}")
+        steps_per_epoch = len(loader)
+        metrics: dict[str, Any] = {}
+        for epoch in range(start_epoch, cfg.optim.max_epoch):
+            sampler.set_epoch(epoch)
+            model.train()
+            loss_sum, n_samples, t0 = 0.0, 0, time.time()
+            bar = self.progress(loader, desc=f"epoch {epoch + 1}/{cfg.optim.max_epoch}")
+            for batch in bar:
+                step += 1
+                lr = learning_rate(step, epoch, steps_per_epoch, cfg.optim.lr_base, cfg.optim.warmup,
+                                   cfg.optim.lr_decay_rate, cfg.optim.lr_decay_epochs)
+                loss = self.train_step(model, optimizer, dist.to_device(batch, self.device), lr)
+                loss_sum += loss
+                n_samples += batch["text_ix"].size(0)
+                bar.set_postfix(loss=f"{loss / batch['text_ix'].size(0):.4f}", lr=f"{lr:.2e}")
+            record = {"stage": "train", "epoch": epoch + 1, "step": step, "lr": lr,
+                      "loss": loss_sum / max(n_samples, 1), "epoch_seconds": round(time.time() - t0, 2)}
+            save_checkpoint(self.ckpt_path(epoch + 1), self._state(model, optimizer, genotype, epoch + 1, step))
+            if val_loader is not None:
+                ev = run_evaluation(model, self.task.evaluator(val_loader.dataset), val_loader, self.device,
+                                    cfg.run.progress, desc="val")
+                record.update({f"val_{k}": v for k, v in ev.items() if isinstance(v, (int, float))})
+                if "perAnswerType" in ev:
+                    record["val_perAnswerType"] = ev["perAnswerType"]
+            self.log.write(f"epoch {epoch + 1}: {format_metrics(record)}")
+            self.log.metrics(record)
+            metrics = record
+        return metrics
+
+    def train_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, lr: float) -> float:
+        out = self.task.forward_loss(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        if self.cfg.optim.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), self.cfg.optim.grad_clip)
+        set_lr(optimizer, lr)
+        optimizer.step()
+        return float(out["loss"].detach())
+
+    def _trains_on_val(self) -> bool:
+        return "val" in self.cfg.data.train_split.split("+")
+
+    def _state(self, model, optimizer, genotype: Genotype, epoch: int, step: int) -> dict[str, Any]:
+        return {"task": self.cfg.task, "stage": "train", "epoch": epoch, "step": step,
+                "model": self.model_state(model), "optimizer": optimizer.state_dict(),
+                "genotype": genotype.to_dict(), "config": self.cfg.to_dict(), "meta": self.task.meta(),
+                "rng": rng_state()}
+
+    # -- evaluation ---------------------------------------------------------------------------------------------
+    def _load_for_eval(self):
+        if not self.cfg.run.ckpt_path:
+            raise UserError(f"--RUN {self.cfg.run.run} needs --CKPT_PATH (a checkpoint written by a training run, "
+                            f"e.g. logs/ckpts/<VERSION>_epoch13.pkl).")
+        ckpt = load_checkpoint(self.cfg.run.ckpt_path, self.cfg.task, "train")
+        self.log.start()
+        self.task.prepare(need_vectors=False)
+        self.task.check_meta(ckpt["meta"], self.cfg.run.ckpt_path)
+        # The checkpoint's own model settings and genotype rebuild exactly the network that was trained.
+        model_cfg = dict(ckpt["config"]["model"])
+        model = build_network(self.cfg.task, Genotype.from_dict(ckpt["genotype"]), **self.task.model_kwargs(),
+                              **model_cfg).to(self.device)
+        model.load_state_dict(ckpt["model"])
+        return model, ckpt
+
+    def _eval_loader(self, split: str):
+        ds = self.task.dataset(split)
+        return make_loader(ds, EpochSampler(range(len(ds)), False, 0), self.eval_batch_size(), self.cfg.data.num_workers)
+
+    def validate(self) -> dict[str, Any]:
+        model, ckpt = self._load_for_eval()
+        split = self.cfg.data.val_split
+        if not self.task.can_evaluate(split):
+            raise UserError(f"the split {split!r} has no ground truth to score; use --RUN test for result files.")
+        loader = self._eval_loader(split)
+        ev = run_evaluation(model, self.task.evaluator(loader.dataset), loader, self.device, self.cfg.run.progress,
+                            desc=f"val {split}")
+        self.log.write(f"{self.cfg.run.ckpt_path} on {split!r}: {format_metrics(ev)}")
+        if "perAnswerType" in ev:
+            self.log.write(f"per answer type: {ev['perAnswerType']}")
+        self.log.metrics({"stage": "val", "split": split, "checkpoint": self.cfg.run.ckpt_path,
+                          **{k: v for k, v in ev.items() if k != "perQuestionType"}})
+        return ev
+
+    def test(self) -> dict[str, Any]:
+        model, ckpt = self._load_for_eval()
+        split = self.cfg.data.test_split
+        loader = self._eval_loader(split)
+        evaluator = self.task.evaluator(loader.dataset)
+        run_evaluation(model, evaluator, loader, self.device, self.cfg.run.progress, desc=f"test {split}")
+        summary = self.task.write_results(evaluator, str(self.result_path())) if dist.is_main() else {}
+        self.log.write(f"wrote {summary.get('result_file')} ({summary.get('questions')} entries)")
+        self.log.metrics({"stage": "test", "split": split, "checkpoint": self.cfg.run.ckpt_path, **summary})
+        return summary

@@ -1,0 +1,61 @@
+"""The task surface the trainer and searcher see (DESIGN "Task", "Evaluator"): data, model inputs, loss, evaluation
+and result files. Nothing in engine/ imports a concrete task."""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+from mmnas.config import Config
+from mmnas.registry import Registry
+
+TASKS = Registry("task")
+
+
+class Evaluator(Protocol):
+    def reset(self) -> None: ...
+    def process(self, batch: dict[str, torch.Tensor], output: Any) -> None: ...
+    def evaluate(self) -> dict[str, Any]: ...
+
+
+class Task:
+    """Subclasses implement every method; `metric` names the headline number of `Evaluator.evaluate()`."""
+
+    name: str = ""
+    metric: str = ""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def prepare(self, need_vectors: bool = True) -> None:
+        """Read the shared data (vocabularies, and word vectors when a new network will be built)."""
+        raise NotImplementedError
+
+    def dataset(self, split: str) -> Dataset:
+        """The samples of a split expression (as --SPLIT / data.*_split name them)."""
+        raise NotImplementedError
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """vocab_size, answer_size, word_vectors … for build_network / build_supernet."""
+        raise NotImplementedError
+
+    def meta(self) -> dict[str, Any]:
+        """What a checkpoint must match to be used with this data (vocabulary fingerprints …)."""
+        raise NotImplementedError
+
+    def forward_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """{'loss': scalar (sum over the batch, as the release), 'output': the model's output}."""
+        raise NotImplementedError
+
+    def evaluator(self, dataset: Dataset) -> Evaluator:
+        raise NotImplementedError
+
+    def can_evaluate(self, split: str) -> bool:
+        """Whether the split has ground truth to compute the metric."""
+        raise NotImplementedError
+
+    def write_results(self, evaluator: Evaluator, path: str) -> dict[str, Any]:
+        """Write the result file of `--RUN test`; return a summary for the log."""
+        raise NotImplementedError
