@@ -8,12 +8,12 @@ from typing import Any, Sequence
 
 from mmnas.config import ConfigError, build_config
 from mmnas.errors import UserError
+from mmnas.tasks import get_task
 
-DATASETS = {"vqa": ("vqa", "easyvqa")}
 KNOWN_ERRORS: tuple[type[BaseException], ...] = (UserError, ConfigError)
 
 
-def build_parser(task: str, stage: str) -> argparse.ArgumentParser:
+def build_parser(task: str, stage: str, datasets: Sequence[str] = ()) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"{stage}_{task}.py",
         description=f"MMNas {'architecture search' if stage == 'search' else 'training and evaluation'} for "
@@ -32,8 +32,8 @@ def build_parser(task: str, stage: str) -> argparse.ArgumentParser:
     p.add_argument("--BS", dest="batch_size", type=int, help="batch size (per process)")
     p.add_argument("--SEED", dest="seed", type=int, help="random seed (search default 888, training random)")
     p.add_argument("--SPLIT", dest="train_split", help="training split: train, train+val or train+val+vg")
-    p.add_argument("--DATASET", dest="dataset", choices=DATASETS[task], default=None,
-                   help="data: the real tree (datasets/<task>) or the built-in demo")
+    p.add_argument("--DATASET", dest="dataset", choices=list(datasets) or None, default=None,
+                   help=f"data: {', '.join(datasets)} (the last ones are built-in demos where listed in README)")
     p.add_argument("--CONFIG", dest="config_file", help="a YAML config applied over configs/<task>/<stage>.yaml")
     p.add_argument("--NO_PROGRESS", dest="progress", action="store_false", default=None, help="no progress bars")
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="e.g. optim.max_epoch=2")
@@ -48,32 +48,25 @@ FLAG_KEYS = {"run": "run.run", "arch_path": "run.arch_path", "arch_epoch": "run.
 
 def parse(task: str, stage: str, argv: Sequence[str] | None = None):
     """The resolved Config of a command line (no side effects)."""
-    args = build_parser(task, stage).parse_intermixed_args(argv)
+    task_cls = get_task(task)
+    args = build_parser(task, stage, task_cls.datasets).parse_intermixed_args(argv)
     flags = {FLAG_KEYS[k]: v for k, v in vars(args).items() if k in FLAG_KEYS and v is not None}
-    return build_config(task, stage, dataset=args.dataset, config_file=args.config_file, flags=flags,
-                        overrides=args.overrides)
+    dataset = args.dataset or task_cls.datasets[0]
+    return build_config(task, stage, dataset=dataset, config_file=args.config_file, flags=flags,
+                        overrides=args.overrides, demo=dataset in task_cls.demo_datasets)
 
 
 def execute(task: str, stage: str, argv: Sequence[str] | None = None) -> dict[str, Any]:
     cfg = parse(task, stage, argv)
-    prepare_demo_data(cfg)
-    from mmnas.tasks import get_task
-    task_obj = get_task(cfg.task)(cfg)
+    task_cls = get_task(cfg.task)
+    if cfg.data.dataset in task_cls.demo_datasets:
+        task_cls.prepare_demo(cfg)  # generated on first use; never used in place of missing real data
+    task_obj = task_cls(cfg)
     if stage == "search":
         from mmnas.engine.searcher import Searcher
         return Searcher(cfg, task_obj).run()
     from mmnas.engine.trainer import Trainer
     return Trainer(cfg, task_obj).run()
-
-
-def prepare_demo_data(cfg) -> None:
-    """The built-in demo data are generated on first use (never used silently instead of missing real data)."""
-    if cfg.data.dataset == "easyvqa":
-        from pathlib import Path
-
-        from mmnas.demo.easyvqa import DONE_FILE, prepare_easyvqa
-        if not (Path(cfg.data.root) / DONE_FILE).is_file():  # any complete tree (a full or a test-sized one)
-            prepare_easyvqa(cfg.data.root, progress=cfg.run.progress)
 
 
 def main(task: str, stage: str, argv: Sequence[str] | None = None) -> int:

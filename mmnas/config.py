@@ -86,6 +86,21 @@ class RunConfig:
 
 
 @dataclass
+class ItmConfig:
+    """Image-text matching (spec §5 ITM hard negatives); read only by the ITM task."""
+    neg_start_epoch: int = 0                # NEG_START_EPOCH: first epoch (0-based) that mines hard negatives
+                                            # (train 0, search 10); random negatives before it
+    neg_every: int = 1                      # NEG_NEPOCH: mine every this many epochs from neg_start_epoch
+    neg_randsize: int = 64                  # NEG_RANDSIZE: random candidates scored per anchor (train 64, search 32)
+    neg_hardsize: int = 5                   # NEG_HARDSIZE: best-scored candidates kept per anchor
+    neg_batch: int = 50                     # NEG_BATCHSIZE: anchors per mining forward (train 50, search 128)
+    eval_pairs: int = 1024                  # image-caption pairs per scoring forward in evaluation (release: one
+                                            # image × EVAL_BATCH_SIZE = 2 × batch captions); speed/memory only
+    search_eval_images: int = 1000          # the search scores its derived net on at most this many α-part images
+    pack_dir: str = ""                      # packed, memory-mapped region features ('' = <data.root>/packed)
+
+
+@dataclass
 class Config:
     task: str = "vqa"
     stage: str = "train"                    # train | search
@@ -94,6 +109,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    itm: ItmConfig = field(default_factory=ItmConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -231,23 +247,18 @@ def nest(key: str, value: Any) -> dict:
     return out
 
 
-def stage_config_path(task: str, stage: str, dataset: str) -> Path:
-    """configs/<task>/<stage>.yaml for the real data; configs/demo/<task>_<stage>.yaml for the built-in demo."""
-    demo = CONFIG_DIR / "demo" / f"{task}_{stage}.yaml"
-    if dataset in DEMO_DATASETS.get(task, ()):
-        return demo
-    return CONFIG_DIR / task / f"{stage}.yaml"
-
-
-DEMO_DATASETS: dict[str, tuple[str, ...]] = {"vqa": ("easyvqa",)}
+def stage_config_path(task: str, stage: str, demo: bool = False) -> Path:
+    """configs/<task>/<stage>.yaml for real data; configs/demo/<task>_<stage>.yaml for the built-in demo."""
+    return CONFIG_DIR / "demo" / f"{task}_{stage}.yaml" if demo else CONFIG_DIR / task / f"{stage}.yaml"
 
 
 def build_config(task: str, stage: str, dataset: str | None = None, config_file: str | None = None,
-                 flags: Mapping[str, Any] | None = None, overrides: list[str] | None = None) -> Config:
+                 flags: Mapping[str, Any] | None = None, overrides: list[str] | None = None,
+                 demo: bool = False) -> Config:
     """Defaults ← configs/<task>/<stage>.yaml (or the demo's) ← --CONFIG ← release flags ← dotted overrides."""
     cfg = Config(task=task, stage=stage)
-    dataset = dataset or cfg.data.dataset
-    path = stage_config_path(task, stage, dataset)
+    dataset = dataset or task
+    path = stage_config_path(task, stage, demo)
     if path.is_file():
         merge(cfg, load_yaml(path), source=f"config file {path}")
     if config_file:

@@ -17,3 +17,28 @@ def test_api_example_runs(capsys, monkeypatch):
     assert out[0] == "torch.Size([1, 10])"
     assert out[1] == "(('rel_self_att_64',), ('guided_att_64',), ('feed_forward',))"
     assert out[2].startswith("{'self_att_64': 0.88")
+
+
+def command_lines(text: str) -> list[str]:
+    """Every `python3 <stage>_<task>.py …` line of the bash blocks (comments dropped, continuations joined)."""
+    lines, out = text.replace("\\\n", " ").splitlines(), []
+    for line in lines:
+        line = line.split("  #")[0].strip()
+        m = re.match(r"^(?:python3|\$PY|\.venv/bin/python) ((?:search|train)_(?:vqa|vgd|itm))\.py(.*)$", line)
+        if m:
+            out.append(m.group(1) + " " + m.group(2).strip())
+    return out
+
+
+def test_every_readme_and_demo_command_line_parses():
+    import shlex
+
+    from mmnas.cli import parse
+    text = (REPO / "README.md").read_text() + "\n" + (REPO / "scripts" / "demo.sh").read_text()
+    cmds = command_lines(text)
+    assert len(cmds) >= 8
+    for cmd in cmds:
+        script, *argv = shlex.split(cmd.replace('"$last"', "3").replace("$epochs", "10"))
+        stage, task = script.split("_")
+        cfg = parse(task, stage, argv)
+        assert cfg.task == task and cfg.stage == stage

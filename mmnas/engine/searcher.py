@@ -13,7 +13,7 @@ import torch.nn as nn
 from mmnas.engine import dist
 from mmnas.engine.checkpoint import save_checkpoint
 from mmnas.engine.common import (EpochSampler, build_optimizer, format_metrics, make_loader, restore_rng, rng_state,
-                                 run_evaluation, seed_everything, set_lr)
+                                 seed_everything, set_lr)
 from mmnas.engine.run import Run
 from mmnas.engine.schedule import learning_rate
 from mmnas.errors import UserError
@@ -108,6 +108,8 @@ class Searcher(Run):
             w_sampler.set_epoch(epoch)
             a_sampler.set_epoch(epoch)
             alpha_iter = iter(a_loader)
+            with net.sampling("derived"):
+                self.task.on_epoch_start(net, epoch, self.device)
             net.train()
             loss_sum, arch_loss_sum, n, n_arch, t0 = 0.0, 0.0, 0, 0, time.time()
             bar = self.progress(w_loader, desc=f"search {epoch + 1}/{cfg.optim.max_epoch}")
@@ -126,7 +128,7 @@ class Searcher(Run):
                     arch_loss_sum += self.arch_step(net, alpha_opt, weights, dist.to_device(a_batch, self.device),
                                                     path_gen)
                     n_arch += a_batch["text_ix"].size(0)
-                bar.set_postfix(loss=f"{loss_sum / max(n, 1):.4f}")
+                bar.set_postfix(loss=f"{loss_sum / max(n, 1):.4f}", refresh=False)
             geno = net.genotype()
             changed = sum(a != b for cell in ("enc", "dec")
                           for a, b in zip(getattr(geno, cell), getattr(previous, cell)))
@@ -143,8 +145,8 @@ class Searcher(Run):
                 "alpha_optimizer": alpha_opt.state_dict(), "genotype": geno.to_dict(),
                 "config": cfg.to_dict(), "meta": self.task.meta(), "rng": rng_state({"paths": path_gen})})
             with net.sampling("derived"):
-                ev = run_evaluation(net, self.task.evaluator(dataset), eval_loader, self.device, cfg.run.progress,
-                                    desc="derived net on α part")
+                ev, _ = self.task.evaluate(net, eval_loader, self.device, cfg.run.progress,
+                                           desc="derived net on α part")
             record.update({f"derived_{k}": v for k, v in ev.items() if isinstance(v, (int, float))})
             record["genotype"] = geno.to_dict()
             record["probs"] = net.export_probs()

@@ -11,7 +11,7 @@ import torch.nn as nn
 from mmnas.engine import dist
 from mmnas.engine.checkpoint import load_checkpoint, save_checkpoint
 from mmnas.engine.common import (EpochSampler, build_optimizer, format_metrics, make_loader, restore_rng, rng_state,
-                                 run_evaluation, seed_everything, set_lr)
+                                 seed_everything, set_lr)
 from mmnas.engine.run import Run
 from mmnas.engine.schedule import learning_rate
 from mmnas.errors import UserError
@@ -62,6 +62,7 @@ class Trainer(Run):
         metrics: dict[str, Any] = {}
         for epoch in range(start_epoch, cfg.optim.max_epoch):
             sampler.set_epoch(epoch)
+            self.task.on_epoch_start(model, epoch, self.device)
             model.train()
             loss_sum, n_samples, t0 = 0.0, 0, time.time()
             bar = self.progress(loader, desc=f"epoch {epoch + 1}/{cfg.optim.max_epoch}")
@@ -72,13 +73,12 @@ class Trainer(Run):
                 loss = self.train_step(model, optimizer, dist.to_device(batch, self.device), lr)
                 loss_sum += loss
                 n_samples += batch["text_ix"].size(0)
-                bar.set_postfix(loss=f"{loss / batch['text_ix'].size(0):.4f}", lr=f"{lr:.2e}")
+                bar.set_postfix(loss=f"{loss / batch['text_ix'].size(0):.4f}", lr=f"{lr:.2e}", refresh=False)
             record = {"stage": "train", "epoch": epoch + 1, "step": step, "lr": lr,
                       "loss": loss_sum / max(n_samples, 1), "epoch_seconds": round(time.time() - t0, 2)}
             save_checkpoint(self.ckpt_path(epoch + 1), self._state(model, optimizer, genotype, epoch + 1, step))
             if val_loader is not None:
-                ev = run_evaluation(model, self.task.evaluator(val_loader.dataset), val_loader, self.device,
-                                    cfg.run.progress, desc="val")
+                ev, _ = self.task.evaluate(model, val_loader, self.device, cfg.run.progress, desc="val")
                 record.update({f"val_{k}": v for k, v in ev.items() if isinstance(v, (int, float))})
                 if "perAnswerType" in ev:
                     record["val_perAnswerType"] = ev["perAnswerType"]
@@ -132,8 +132,7 @@ class Trainer(Run):
         if not self.task.can_evaluate(split):
             raise UserError(f"the split {split!r} has no ground truth to score; use --RUN test for result files.")
         loader = self._eval_loader(split)
-        ev = run_evaluation(model, self.task.evaluator(loader.dataset), loader, self.device, self.cfg.run.progress,
-                            desc=f"val {split}")
+        ev, _ = self.task.evaluate(model, loader, self.device, self.cfg.run.progress, desc=f"val {split}")
         self.log.write(f"{self.cfg.run.ckpt_path} on {split!r}: {format_metrics(ev)}")
         if "perAnswerType" in ev:
             self.log.write(f"per answer type: {ev['perAnswerType']}")
@@ -145,8 +144,7 @@ class Trainer(Run):
         model, ckpt = self._load_for_eval()
         split = self.cfg.data.test_split
         loader = self._eval_loader(split)
-        evaluator = self.task.evaluator(loader.dataset)
-        run_evaluation(model, evaluator, loader, self.device, self.cfg.run.progress, desc=f"test {split}")
+        _, evaluator = self.task.evaluate(model, loader, self.device, self.cfg.run.progress, desc=f"test {split}")
         summary = self.task.write_results(evaluator, str(self.result_path())) if dist.is_main() else {}
         self.log.write(f"wrote {summary.get('result_file')} ({summary.get('questions')} entries)")
         self.log.metrics({"stage": "test", "split": split, "checkpoint": self.cfg.run.ckpt_path, **summary})

@@ -6,9 +6,10 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn as nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from mmnas.config import Config
+from mmnas.engine.common import run_evaluation
 from mmnas.registry import Registry
 
 TASKS = Registry("task")
@@ -25,6 +26,12 @@ class Task:
 
     name: str = ""
     metric: str = ""
+    datasets: tuple[str, ...] = ()        # --DATASET choices; the first is the default
+    demo_datasets: tuple[str, ...] = ()   # those built into the project (configs/demo/<task>_<stage>.yaml)
+
+    @classmethod
+    def prepare_demo(cls, cfg: Config) -> None:
+        """Generate the built-in demo data under cfg.data.root if it is not there yet."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -51,6 +58,16 @@ class Task:
 
     def evaluator(self, dataset: Dataset) -> Evaluator:
         raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, progress: bool = True,
+                 desc: str = "eval") -> tuple[dict[str, Any], Evaluator]:
+        """One pass over `loader` in eval mode; returns the metrics and the evaluator (for result files).
+        Tasks whose metric is not per-sample (ITM scores every image-caption pair) override this."""
+        evaluator = self.evaluator(loader.dataset)
+        return run_evaluation(model, evaluator, loader, device, progress, desc), evaluator
+
+    def on_epoch_start(self, model: nn.Module, epoch: int, device: torch.device) -> None:
+        """Work before each training/search epoch (ITM mines hard negatives here); nothing by default."""
 
     def can_evaluate(self, split: str) -> bool:
         """Whether the split has ground truth to compute the metric."""

@@ -68,6 +68,16 @@ class VQAEvaluator:
 class VQATask(Task):
     name = "vqa"
     metric = "accuracy"
+    datasets = ("vqa", "easyvqa")
+    demo_datasets = ("easyvqa",)
+
+    @classmethod
+    def prepare_demo(cls, cfg) -> None:
+        from pathlib import Path
+
+        from mmnas.demo.easyvqa import DONE_FILE, prepare_easyvqa
+        if not (Path(cfg.data.root) / DONE_FILE).is_file():  # any complete tree (a full or a test-sized one)
+            prepare_easyvqa(cfg.data.root, progress=cfg.run.progress)
 
     def prepare(self, need_vectors: bool = True) -> None:
         self.data = VQAData(self.cfg.data.root, self.cfg.data.answer_min_count)
