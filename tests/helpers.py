@@ -33,3 +33,13 @@ def random_batch(b: int = 2, t: int = 5, n: int = 6, feat: int = 16, vocab: int 
         img[:, n - pad_regions:] = 0
     rel = torch.randn(b, n, n, 4, generator=g)
     return {"text_ix": text, "img_feat": img, "img_rel": rel, "img_box_feat": torch.rand(b, n, 5, generator=g)}
+
+SMALL_GENOTYPE = {"enc": [["self_att_64"], ["feed_forward"]],
+                  "dec": [["rel_self_att_64"], ["guided_att_64"], ["feed_forward"]]}
+
+
+def vgd_args(root: Path, tmp: Path, *extra: str) -> list[str]:
+    """Flags for a tiny, fast run on a test tree; outputs go under tmp."""
+    return ["--DATASET", "shapes", "--NO_PROGRESS", "--NW", "0", "--BS", "16", f"data.root={root}",
+            f"run.log_dir={tmp / 'logs'}", f"run.arch_dir={tmp / 'arch'}", "model.hidden_size=64",
+            "model.flat_mlp_size=32", *extra]

@@ -1,7 +1,6 @@
 """tools/convert_release_ckpt.py: release .pkl → mmnas checkpoint; unsafe pickles are refused unexecuted."""
 from __future__ import annotations
 
-import os
 import pickle
 import subprocess
 import sys

@@ -1,6 +1,4 @@
-import hashlib
 import json
-from pathlib import Path
 
 import pytest
 

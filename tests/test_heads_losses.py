@@ -1,5 +1,4 @@
 import torch
-import torch.nn.functional as F
 
 import mmnas
 from mmnas.models.losses import itm_loss, vgd_loss, vqa_loss

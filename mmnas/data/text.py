@@ -240,3 +240,23 @@ def _spacy_vectors(vocab: Vocab, source: str, dim: int) -> np.ndarray:
 def _log_coverage(found: np.ndarray, source: str) -> None:
     logger.info("word vectors from %s: %d of %d words found, the rest are zeros",
                 source, int(found.sum()), len(found))
+
+
+AUTO_VECTORS = ("en_vectors_web_lg", "en_core_web_lg")
+
+
+def resolve_word_vectors(vocab: Vocab, source: str, seed: int = 0) -> np.ndarray:
+    """The `data.word_vectors` setting: 'auto' tries the release's spaCy package, then en_core_web_lg, then random
+    vectors with a warning; anything else is a source for `load_word_vectors` (an error names it)."""
+    from mmnas.errors import DataError
+    if source != "auto":
+        try:
+            return load_word_vectors(vocab, source, seed=seed)
+        except ValueError as e:
+            raise DataError(f"data.word_vectors: {e}") from None
+    for name in AUTO_VECTORS:
+        try:
+            return load_word_vectors(vocab, name, seed=seed)
+        except (ValueError, OSError, ImportError):
+            continue
+    return load_word_vectors(vocab, None, seed=seed)

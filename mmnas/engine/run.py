@@ -1,6 +1,7 @@
 """What every run shares: version and seed resolution, output paths, the logger, the device, progress bars."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,6 @@ class Run:
         return self.cfg.optim.eval_batch_size or self.cfg.optim.batch_size
 
     def model_cfg(self) -> dict[str, Any]:
-        import dataclasses
         return dataclasses.asdict(self.cfg.model)
 
     @staticmethod

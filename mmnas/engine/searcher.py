@@ -20,7 +20,7 @@ from mmnas.errors import UserError
 from mmnas.models.build import build_supernet, resolve_genotype
 from mmnas.nas import supernet as sn
 from mmnas.nas.arch_step import arch_step_due
-from mmnas.nas.genotype import Genotype, append_genotype
+from mmnas.nas.genotype import append_genotype
 
 
 @contextlib.contextmanager

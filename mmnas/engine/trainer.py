@@ -146,6 +146,6 @@ class Trainer(Run):
         loader = self._eval_loader(split)
         _, evaluator = self.task.evaluate(model, loader, self.device, self.cfg.run.progress, desc=f"test {split}")
         summary = self.task.write_results(evaluator, str(self.result_path())) if dist.is_main() else {}
-        self.log.write(f"wrote {summary.get('result_file')} ({summary.get('questions')} entries)")
+        self.log.write(f"wrote {summary.get('result_file')}: {format_metrics(summary)}")
         self.log.metrics({"stage": "test", "split": split, "checkpoint": self.cfg.run.ckpt_path, **summary})
         return summary

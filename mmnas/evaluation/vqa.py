@@ -193,8 +193,8 @@ def _vqa_accuracy(
             f"{_cap(r_name)} does not correspond to {a_name}: "
             + " and ".join(parts)
             + ". Like the official VQA API, every annotated question needs exactly one answer "
-            f"and nothing else. Fix: evaluate against the annotation file of the split the "
-            f"results were made for, with results covering all of its questions."
+            "and nothing else. Fix: evaluate against the annotation file of the split the "
+            "results were made for, with results covering all of its questions."
         )
 
     # ---- scoring, in annotation order.

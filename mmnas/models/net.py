@@ -3,7 +3,6 @@ all three tasks and both stages."""
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
 
 import torch
 import torch.nn as nn

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-import torch
 import torch.nn as nn
 
 from mmnas.models.model_config import ModelConfig

@@ -2,37 +2,18 @@
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from mmnas.data.text import load_word_vectors
-from mmnas.data.vqa import ANNOTATION_FILES, VQAData, VQADataset, VQAMeta, split_names
+from mmnas.data.text import resolve_word_vectors
+from mmnas.data.vqa import ANNOTATION_FILES, VQAData, VQADataset, split_names
 from mmnas.errors import CheckpointError, DataError
 from mmnas.evaluation.vqa import vqa_accuracy
 from mmnas.fileio import atomic_write_json
 from mmnas.models.losses import vqa_loss
 from mmnas.tasks.base import TASKS, Task
-
-AUTO_VECTORS = ("en_vectors_web_lg", "en_core_web_lg")
-
-
-def resolve_word_vectors(meta: VQAMeta, source: str, seed: int = 0):
-    """'auto' tries the release's spaCy package, then en_core_web_lg, then random vectors with a warning."""
-    if source != "auto":
-        try:
-            return load_word_vectors(meta.vocab, source, seed=seed)
-        except ValueError as e:
-            raise DataError(f"data.word_vectors: {e}") from None
-    for name in AUTO_VECTORS:
-        try:
-            return load_word_vectors(meta.vocab, name, seed=seed)
-        except (ValueError, OSError, ImportError):
-            continue
-    return load_word_vectors(meta.vocab, None, seed=seed)
-
 
 class VQAEvaluator:
     """Collects the argmax answer per question; scores with the official metric where annotations exist."""
@@ -83,7 +64,7 @@ class VQATask(Task):
         self.data = VQAData(self.cfg.data.root, self.cfg.data.answer_min_count)
         self._meta = self.data.build_meta()
         if need_vectors:
-            self._meta.word_vectors = resolve_word_vectors(self._meta, self.cfg.data.word_vectors,
+            self._meta.word_vectors = resolve_word_vectors(self._meta.vocab, self.cfg.data.word_vectors,
                                                            seed=max(self.cfg.run.seed, 0))
 
     def dataset(self, split: str) -> VQADataset:
