@@ -34,7 +34,8 @@ def test_every_readme_and_demo_command_line_parses():
     import shlex
 
     from mmnas.cli import parse
-    text = (REPO / "README.md").read_text() + "\n" + (REPO / "scripts" / "demo.sh").read_text()
+    text = "\n".join((REPO / f).read_text() for f in ("README.md", "scripts/demo.sh", "scripts/demo_vgd.sh",
+                                                       "scripts/demo_itm.sh"))
     cmds = command_lines(text)
     assert len(cmds) >= 8
     for cmd in cmds:
