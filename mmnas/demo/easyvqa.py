@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+from mmnas.demo.files import npz_bytes, write_bytes_atomic
 
 __all__ = [
     "VERSION",
@@ -205,32 +205,10 @@ def _direction_histogram(soft: np.ndarray, grid: int, cell_h: int, cell_w: int) 
     return (histogram.reshape(grid * grid, DIRECTION_BINS) / float(min(cell_h, cell_w))).astype(np.float32)
 
 
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """An uncompressed ``.npz`` with fixed zip timestamps: ``np.savez`` stamps the current time,
-    which would make every run's bytes differ."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name, array in arrays.items():
-            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_STORED
-            info.create_system = 3  # fixed, so bytes match across operating systems too
-            info.external_attr = 0o644 << 16
-            payload = io.BytesIO()
-            np.lib.format.write_array(payload, np.asarray(array), allow_pickle=False)
-            archive.writestr(info, payload.getvalue())
-    return buffer.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    # temp file + os.replace: a crash never leaves a truncated file under the final name.
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-    os.replace(temporary, path)
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    _write_atomic(path, json.dumps(obj, separators=(",", ":")).encode("utf-8"))
+    write_bytes_atomic(path, json.dumps(obj, separators=(",", ":")).encode("utf-8"))
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -372,7 +350,7 @@ def prepare_easyvqa(
         with Image.open(image_path) as picture:
             pixels = np.asarray(picture.convert("RGB"))
         feat, boxes = region_features(pixels, grid)
-        payload = _npz_bytes(
+        payload = npz_bytes(
             {
                 "x": feat,
                 "bbox": boxes,
@@ -382,11 +360,11 @@ def prepare_easyvqa(
             }
         )
         if split == "train":
-            _write_atomic(train_dir / f"COCO_train2014_{easy_id:012d}.jpg.npz", payload)
+            write_bytes_atomic(train_dir / f"COCO_train2014_{easy_id:012d}.jpg.npz", payload)
         else:
             image_id = TEST_IMAGE_OFFSET + easy_id
             val_file = val_dir / f"COCO_val2014_{image_id:012d}.jpg.npz"
-            _write_atomic(val_file, payload)
+            write_bytes_atomic(val_file, payload)
             _link_or_copy(val_file, test_dir / f"COCO_test2015_{image_id:012d}.jpg.npz")
 
     train_q, train_a = _split_records(*easy_vqa.get_train_questions(), set(train_ids), 0, 0)
@@ -405,7 +383,7 @@ def prepare_easyvqa(
     _write_json(annotation_dir / "VG_questions.json", _questions_json("vg", []))
     _write_json(annotation_dir / "VG_annotations.json", _annotations_json("vg", []))
 
-    _write_atomic(done, expected.encode("utf-8"))
+    write_bytes_atomic(done, expected.encode("utf-8"))
     return root
 
 

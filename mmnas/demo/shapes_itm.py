@@ -18,15 +18,15 @@ Each region's feature is colour/shape statistics of its box, see :data:`FEATURE_
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+from mmnas.demo.files import npz_bytes, write_bytes_atomic
 
 __all__ = ["VERSION", "DONE_FILE", "FEATURE_DIM", "FEATURE_NAMES", "REGIONS", "IMAGE_SIZE", "COLOURS", "SHAPES",
            "render_scene", "region_boxes", "region_features", "scene_captions", "prepare_shapes_itm", "main"]
@@ -251,26 +251,6 @@ def scene_captions(objects: Sequence[dict[str, Any]], rng: np.random.Generator) 
 
 
 # -- files ----------------------------------------------------------------------------------------------------------
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """An uncompressed .npz with fixed zip timestamps, so that the bytes do not depend on the clock."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name, array in arrays.items():
-            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.create_system = 3
-            info.external_attr = 0o644 << 16
-            payload = io.BytesIO()
-            np.lib.format.write_array(payload, np.asarray(array), allow_pickle=False)
-            archive.writestr(info, payload.getvalue())
-    return buffer.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    # Temporary file + rename: a crash never leaves a truncated file under the final name.
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-    os.replace(temporary, path)
 
 
 def _lines(items: Iterable[str]) -> bytes:
@@ -332,7 +312,7 @@ def prepare_shapes_itm(root: str | os.PathLike, n_train: int = 2000, n_dev: int 
         imgid = len(images)
         stem = str(FILE_ID_BASE + 37 * imgid + 11)
         # Features first, text files after: the split files never name an image without a feature file.
-        _write_atomic(features / f"{stem}.jpg.npz", _npz_bytes({
+        write_bytes_atomic(features / f"{stem}.jpg.npz", npz_bytes({
             "x": feat, "bbox": boxes, "image_h": np.int64(IMAGE_SIZE), "image_w": np.int64(IMAGE_SIZE),
             "num_bbox": np.int64(len(boxes))}))
         texts = scene_captions(objects, rng)
@@ -346,11 +326,11 @@ def prepare_shapes_itm(root: str | os.PathLike, n_train: int = 2000, n_dev: int 
         })
         sentid += len(texts)
     for split in sizes:
-        _write_atomic(precomp / f"{split}_caps.txt", _lines(captions[split]))
-        _write_atomic(precomp / f"{split}_ids.txt", _lines(map(str, ids[split])))
-    _write_atomic(root / KARPATHY_JSON, json.dumps({"images": images, "dataset": "flickr30k"},
+        write_bytes_atomic(precomp / f"{split}_caps.txt", _lines(captions[split]))
+        write_bytes_atomic(precomp / f"{split}_ids.txt", _lines(map(str, ids[split])))
+    write_bytes_atomic(root / KARPATHY_JSON, json.dumps({"images": images, "dataset": "flickr30k"},
                                                    separators=(",", ":")).encode("utf-8"))
-    _write_atomic(done, expected.encode("utf-8"))
+    write_bytes_atomic(done, expected.encode("utf-8"))
     return root
 
 

@@ -24,11 +24,12 @@ import io
 import json
 import os
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from mmnas.demo.files import npz_bytes, write_bytes_atomic
 
 __all__ = ["VERSION", "NAME", "DONE_FILE", "FEATURE_NAMES", "FEATURE_DIM", "MAX_REGIONS", "SPLIT_IMAGES",
            "render_scene", "detect_regions", "region_features", "scene_expressions", "prepare_shapes_vgd", "main"]
@@ -331,25 +332,6 @@ def _pick(relation: list, attribute: list, rng: np.random.Generator, k: int) -> 
 
 
 # -- files --------------------------------------------------------------------------------------------------------
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """An uncompressed .npz with fixed zip timestamps (np.savez stamps the time: bytes would differ per run)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name, array in arrays.items():
-            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.create_system = 3
-            info.external_attr = 0o644 << 16
-            payload = io.BytesIO()
-            np.lib.format.write_array(payload, np.asarray(array), allow_pickle=False)
-            archive.writestr(info, payload.getvalue())
-    return buffer.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-    os.replace(temporary, path)
 
 
 def _done_text(limit: int | None) -> str:
@@ -410,12 +392,12 @@ def prepare_shapes_vgd(root: str | os.PathLike, progress: bool = True, limit: in
     for split, i in jobs:
         image, npz, split_refs, _ = _scene(split, i)
         image_id = SPLIT_ID_OFFSET[split] + i
-        _write_atomic(feat_dir / f"SHAPES_{image_id:012d}.jpg.npz", _npz_bytes(npz))
+        write_bytes_atomic(feat_dir / f"SHAPES_{image_id:012d}.jpg.npz", npz_bytes(npz))
         if save_images:
             from PIL import Image
             buf = io.BytesIO()
             Image.fromarray(image).save(buf, format="PNG")
-            _write_atomic(image_dir / f"SHAPES_{image_id:012d}.png", buf.getvalue())
+            write_bytes_atomic(image_dir / f"SHAPES_{image_id:012d}.png", buf.getvalue())
         refs[split].extend(split_refs)
         if bar is not None:
             bar.update()
@@ -423,8 +405,8 @@ def prepare_shapes_vgd(root: str | os.PathLike, progress: bool = True, limit: in
         bar.close()
     # Features first, json after: a split file never names an image without features.
     for split, entries in refs.items():
-        _write_atomic(ref_dir / f"{split}.json", json.dumps(entries, separators=(",", ":")).encode("utf-8"))
-    _write_atomic(done, expected.encode("utf-8"))
+        write_bytes_atomic(ref_dir / f"{split}.json", json.dumps(entries, separators=(",", ":")).encode("utf-8"))
+    write_bytes_atomic(done, expected.encode("utf-8"))
     return root
 
 
