@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmnas.config import Config
 from mmnas.engine.common import run_evaluation
+from mmnas.errors import CheckpointError
 from mmnas.registry import Registry
 
 TASKS = Registry("task")
@@ -49,8 +50,19 @@ class Task:
         raise NotImplementedError
 
     def meta(self) -> dict[str, Any]:
-        """What a checkpoint must match to be used with this data (vocabulary fingerprints …)."""
-        raise NotImplementedError
+        """What a checkpoint must match to be used with this data: the fingerprint of the vocabularies that
+        `prepare` built (`self._meta`), with `vocab_size` for messages."""
+        return self._meta.fingerprint()
+
+    def check_meta(self, saved: dict[str, Any], source: str) -> None:
+        """Refuse a checkpoint trained on data with other vocabularies (tokens, answers …)."""
+        ours = self.meta()
+        differ = [k for k in ours if k != "vocab_size" and saved.get(k) != ours[k]]
+        if differ:
+            raise CheckpointError(
+                f"checkpoint {source} was trained with another vocabulary ({', '.join(differ)} differ; "
+                f"{saved.get('vocab_size')} tokens there, {ours['vocab_size']} in the {self.cfg.data.dataset} data "
+                f"under {self.cfg.data.root}). Point --DATASET / data.root at the data it was trained on.")
 
     def forward_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         """{'loss': scalar (sum over the batch, as the release), 'output': the model's output}."""

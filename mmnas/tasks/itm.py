@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from mmnas.config import Config, ConfigError
 from mmnas.data.itm import CAPTIONS_PER_IMAGE, ITMData, ITMDataset, ITMMeta, LAYOUTS, split_name
 from mmnas.data.text import resolve_word_vectors
-from mmnas.errors import CheckpointError, DataError
+from mmnas.errors import DataError
 from mmnas.evaluation.retrieval import flatten_metrics, fold_metrics, retrieval_metrics
 from mmnas.fileio import atomic_write, atomic_write_json
 from mmnas.models.itm_scoring import PairScorer, trim_padding
@@ -222,17 +222,6 @@ class ITMTask(Task):
 
     def model_kwargs(self) -> dict[str, Any]:
         return {"vocab_size": len(self._meta.vocab), "word_vectors": self._meta.word_vectors}
-
-    def meta(self) -> dict[str, Any]:
-        return self._meta.fingerprint()
-
-    def check_meta(self, saved: dict[str, Any], source: str) -> None:
-        ours = self.meta()
-        if saved.get("vocab") != ours["vocab"]:
-            raise CheckpointError(
-                f"checkpoint {source} was trained with another caption vocabulary ({saved.get('vocab_size')} "
-                f"tokens) than the data under {self.cfg.data.root} ({ours['vocab_size']} tokens). Point --DATASET "
-                f"/ data.root at the data it was trained on.")
 
     # -- hard negatives -----------------------------------------------------------------------------------------
     def _generator(self, epoch: int) -> torch.Generator:

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from mmnas.data.vgd import DATASET_SPLITS, UNC_SPLITS, VGDData, VGDDataset, VGDMeta
 from mmnas.data.text import resolve_word_vectors
-from mmnas.errors import CheckpointError, DataError
+from mmnas.errors import DataError
 from mmnas.evaluation.grounding import OVERLAP_THRESHOLD, box_transform_inv, clip_boxes, paired_iou
 from mmnas.fileio import atomic_write_json
 from mmnas.models.losses import vgd_loss
@@ -116,17 +116,6 @@ class VGDTask(Task):
 
     def model_kwargs(self) -> dict[str, Any]:
         return {"vocab_size": len(self._meta.vocab), "word_vectors": self._meta.word_vectors}
-
-    def meta(self) -> dict[str, Any]:
-        return self._meta.fingerprint()
-
-    def check_meta(self, saved: dict[str, Any], source: str) -> None:
-        ours = self.meta()
-        if saved.get("vocab") != ours["vocab"]:
-            raise CheckpointError(
-                f"checkpoint {source} was trained with another vocabulary ({saved.get('vocab_size')} tokens) than "
-                f"the {self.cfg.data.dataset} data under {self.cfg.data.root} ({ours['vocab_size']} tokens). Point "
-                f"--DATASET / data.root at the data it was trained on.")
 
     def forward_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         scores, deltas = model(batch)

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from mmnas.data.text import resolve_word_vectors
 from mmnas.data.vqa import ANNOTATION_FILES, VQAData, VQADataset, split_names
-from mmnas.errors import CheckpointError, DataError
+from mmnas.errors import DataError
 from mmnas.evaluation.vqa import vqa_accuracy
 from mmnas.fileio import atomic_write_json
 from mmnas.models.losses import vqa_loss
@@ -75,18 +75,6 @@ class VQATask(Task):
     def model_kwargs(self) -> dict[str, Any]:
         return {"vocab_size": len(self._meta.vocab), "answer_size": len(self._meta.answers),
                 "word_vectors": self._meta.word_vectors}
-
-    def meta(self) -> dict[str, Any]:
-        return self._meta.fingerprint()
-
-    def check_meta(self, saved: dict[str, Any], source: str) -> None:
-        ours = self.meta()
-        if saved.get("vocab") != ours["vocab"] or saved.get("answers") != ours["answers"]:
-            raise CheckpointError(
-                f"checkpoint {source} was trained with another vocabulary ({saved.get('vocab_size')} tokens, "
-                f"{len(saved.get('answers', []))} answers) than the data under {self.cfg.data.root} "
-                f"({ours['vocab_size']} tokens, {len(ours['answers'])} answers). Point --DATASET / data.root at the "
-                f"data it was trained on.")
 
     def forward_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         out = model(batch)
