@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 from tqdm import tqdm
@@ -27,19 +27,19 @@ def index_feature_dirs(dirs: Iterable[Path]) -> dict[int, str]:
 
 
 class RegionStore:
-    """Padded region features [N,F], pair geometry [N,N,4] and box features [N,5] of each image."""
+    """Padded region features and boxes, pair geometry and box features of each image, read once if preloaded."""
 
     def __init__(self, index: dict[int, str], max_regions: int, image_ids: Iterable[int], preload: bool = False,
                  progress: bool = True) -> None:
         self.index = index
         self.max_regions = max_regions
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._cache: dict[int, dict[str, Any]] = {}
         if preload:
             ids = sorted(set(image_ids))
             for image_id in tqdm(ids, desc="loading region features", disable=not progress, leave=False):
                 self._cache[image_id] = self._read(image_id)
 
-    def _read(self, image_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _read(self, image_id: int) -> dict[str, Any]:
         try:
             path = self.index[image_id]
         except KeyError:
@@ -47,11 +47,12 @@ class RegionStore:
         npz = load_region_npz(path)
         feat, boxes = pad_regions(npz["feat"], npz["bbox"], self.max_regions)
         n = min(len(npz["bbox"]), self.max_regions)
-        geometry = box_geometry(npz["bbox"], self.max_regions)
         boxf = np.zeros((self.max_regions, 5), dtype=np.float32)
         boxf[:n] = box_feature(npz["bbox"][:n], npz["image_w"], npz["image_h"])
-        return feat, geometry, boxf
+        return {"feat": feat, "geometry": box_geometry(npz["bbox"], self.max_regions), "box_feat": boxf,
+                "boxes": boxes, "count": n, "image_hw": np.array([npz["image_h"], npz["image_w"]], dtype=np.float32)}
 
-    def get(self, image_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def get(self, image_id: int) -> dict[str, Any]:
+        """feat [N,F], geometry [N,N,4], box_feat [N,5], boxes [N,4] (padded), count, image_hw (h, w)."""
         cached = self._cache.get(image_id)
         return cached if cached is not None else self._read(image_id)

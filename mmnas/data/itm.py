@@ -26,14 +26,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from mmnas.data.regions import RegionFileError, box_feature, box_geometry, load_region_npz
-from mmnas.data.text import Vocab, tokenize
+from mmnas.data.text import TextMeta, Vocab, tokenize
 from mmnas.errors import DataError
 
 CAPTIONS_PER_IMAGE = 5
@@ -95,15 +95,6 @@ class ITMSplit:
     ids_path: Path
 
 
-@dataclass
-class ITMMeta:
-    """What a network trained on this data depends on: the caption vocabulary (and the word vectors)."""
-
-    vocab: Vocab
-    word_vectors: np.ndarray | None = None
-
-    def fingerprint(self) -> dict[str, Any]:
-        return {"vocab": self.vocab.fingerprint(), "vocab_size": len(self.vocab)}
 
 
 class ITMData:
@@ -157,7 +148,7 @@ class ITMData:
             raise DataError(f"{ids_path} has empty lines; it must hold one image id a line.")
         return ITMSplit(name, captions, image_ids, caps_path, ids_path)
 
-    def build_meta(self) -> ITMMeta:
+    def build_meta(self) -> TextMeta:
         """Vocabulary over every caption file present, in the release's order (train, dev, test[, testall])."""
         token_lists = []
         for name in self.layout.splits:
@@ -166,7 +157,7 @@ class ITMData:
                 token_lists.extend(tokenize(c) for c in _read_lines(path, "caption"))
         if not token_lists:
             raise DataError(f"no caption file (*_caps.txt) found under {self.precomp}. {ITM_GUIDE}")
-        return ITMMeta(Vocab.build(token_lists))
+        return TextMeta(Vocab.build(token_lists))
 
     # -- features -----------------------------------------------------------------------------------------------
     def feature_index(self) -> dict[str, str]:
@@ -358,7 +349,7 @@ class ITMDataset(Dataset):
     candidates of the anchor (`neg_captions [images, K]`, `neg_images [captions, K]`, set by the task's mining) by
     a generator seeded with (seed, epoch, index): the same draw whatever the worker count or resume point."""
 
-    def __init__(self, data: ITMData, split: str, meta: ITMMeta, max_tokens: int, max_regions: int,
+    def __init__(self, data: ITMData, split: str, meta: TextMeta, max_tokens: int, max_regions: int,
                  pack_dir: Path, negatives: bool = False, progress: bool = True,
                  with_box_feature: bool = False, seed: int = 0) -> None:
         self.data, self.meta = data, meta

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gzip
 import hashlib
 import json
@@ -260,3 +262,14 @@ def resolve_word_vectors(vocab: Vocab, source: str, seed: int = 0) -> np.ndarray
         except (ValueError, OSError, ImportError):
             continue
     return load_word_vectors(vocab, None, seed=seed)
+
+
+@dataclass
+class TextMeta:
+    """What a network trained on some data depends on: its token vocabulary (and the word vectors it started from)."""
+
+    vocab: Vocab
+    word_vectors: np.ndarray | None = None
+
+    def fingerprint(self) -> dict:
+        return {"vocab": self.vocab.fingerprint(), "vocab_size": len(self.vocab)}

@@ -9,7 +9,6 @@ Layout under the data root (``data.root``, default ``datasets/vgd``)::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,8 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mmnas.data.features import RegionStore, index_feature_dirs
-from mmnas.data.regions import box_feature, box_geometry, load_region_npz, pad_regions
-from mmnas.data.text import Vocab
+from mmnas.data.text import TextMeta, Vocab
 from mmnas.errors import DataError
 from mmnas.evaluation.grounding import BOX_MEANS, BOX_STDS, OVERLAP_THRESHOLD, box_iou, box_transform, xywh_to_xyxy
 
@@ -37,15 +35,6 @@ VGD_GUIDE = ("See 'Visual grounding data' in README.md for the expected tree and
 BOX_TOLERANCE = 1.0  # pixels a ground-truth box may stick out of its image (COCO's float boxes round up to the edge)
 
 
-@dataclass
-class VGDMeta:
-    """What a network trained on this data depends on: the token vocabulary and its word vectors."""
-
-    vocab: Vocab
-    word_vectors: np.ndarray | None = None
-
-    def fingerprint(self) -> dict[str, Any]:
-        return {"vocab": self.vocab.fingerprint(), "vocab_size": len(self.vocab)}
 
 
 def _check_refs(refs: Any, path: Path) -> list[dict]:
@@ -131,32 +120,14 @@ class VGDData:
             self._refs[split] = _check_refs(data, path)
         return self._refs[split]
 
-    def build_meta(self) -> VGDMeta:
+    def build_meta(self) -> TextMeta:
         """Vocabulary over every split file in the release's order (tokens as stored: no lower-casing)."""
-        return VGDMeta(Vocab.build(r["tokens"] for s in self.splits for r in self.refs(s)))
+        return TextMeta(Vocab.build(r["tokens"] for s in self.splits for r in self.refs(s)))
 
     def feature_index(self) -> dict[int, str]:
         if self._feature_index is None:
             self._feature_index = index_feature_dirs([self.root / FEATURE_DIR])
         return self._feature_index
-
-
-class VGDRegionStore(RegionStore):
-    """Padded features [N,F], pair geometry [N,N,4], box features [N,5], padded boxes [N,4], the region count and the
-    npz's image size (h, w), per image."""
-
-    def _read(self, image_id: int) -> dict[str, Any]:
-        try:
-            path = self.index[image_id]
-        except KeyError:
-            raise DataError(f"no feature file for image id {image_id}.") from None
-        npz = load_region_npz(path)
-        feat, boxes = pad_regions(npz["feat"], npz["bbox"], self.max_regions)
-        n = min(len(npz["bbox"]), self.max_regions)
-        boxf = np.zeros((self.max_regions, 5), dtype=np.float32)
-        boxf[:n] = box_feature(npz["bbox"][:n], npz["image_w"], npz["image_h"])
-        return {"feat": feat, "geometry": box_geometry(npz["bbox"], self.max_regions), "box_feat": boxf,
-                "boxes": boxes, "count": n, "image_hw": np.array([npz["image_h"], npz["image_w"]], dtype=np.float32)}
 
 
 def region_targets(boxes: np.ndarray, gt_box: np.ndarray, max_regions: int, score_loss: str = "kld",
@@ -195,7 +166,7 @@ class VGDDataset(Dataset):
     score_target [N], box_target [N,4], box_mask [N] (bool), and for evaluation gt_box [4] (x1,y1,x2,y2),
     region_box [N,4] and image_hw [2] (the feature file's image height and width)."""
 
-    def __init__(self, data: VGDData, split: str, meta: VGDMeta, max_tokens: int, max_regions: int,
+    def __init__(self, data: VGDData, split: str, meta: TextMeta, max_tokens: int, max_regions: int,
                  preload: bool = False, progress: bool = True, with_box_feature: bool = False,
                  score_loss: str = "kld") -> None:
         self.data, self.split, self.meta = data, split, meta
@@ -219,7 +190,7 @@ class VGDDataset(Dataset):
                             f"keyed by image_id, the integer after the last '_' of the .npz name (e.g. "
                             f"COCO_train2014_000000581857.jpg.npz); extract or download the missing ones, or drop "
                             f"those expressions. {VGD_GUIDE}")
-        self.regions = VGDRegionStore(index, max_regions, (int(r["image_id"]) for r in self.refs), preload, progress)
+        self.regions = RegionStore(index, max_regions, (int(r["image_id"]) for r in self.refs), preload, progress)
 
     @property
     def subsets(self) -> list[str | None]:

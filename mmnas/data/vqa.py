@@ -157,15 +157,15 @@ class VQADataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         q = self.questions[i]
-        feat, geometry, boxf = self.regions.get(q["image_id"])
+        reg = self.regions.get(q["image_id"])
         sample = {
             "index": torch.tensor(i),
             "text_ix": torch.from_numpy(self.meta.vocab.encode(tokenize(q["question"]), self.max_tokens)),
-            "img_feat": torch.from_numpy(feat),
-            "img_rel": torch.from_numpy(geometry),
+            "img_feat": torch.from_numpy(reg["feat"]),
+            "img_rel": torch.from_numpy(reg["geometry"]),
         }
         if self.with_box_feature:
-            sample["img_box_feat"] = torch.from_numpy(boxf)
+            sample["img_box_feat"] = torch.from_numpy(reg["box_feat"])
         if self.annotations is not None:
             sample["target"] = torch.from_numpy(answer_scores(self.annotations[i]["answers"], self.ans_to_ix))
         return sample

@@ -16,8 +16,8 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from mmnas.config import Config, ConfigError
-from mmnas.data.itm import CAPTIONS_PER_IMAGE, ITMData, ITMDataset, ITMMeta, LAYOUTS, split_name
-from mmnas.data.text import resolve_word_vectors
+from mmnas.data.itm import CAPTIONS_PER_IMAGE, ITMData, ITMDataset, LAYOUTS, split_name
+from mmnas.data.text import TextMeta, resolve_word_vectors
 from mmnas.errors import DataError
 from mmnas.evaluation.retrieval import flatten_metrics, fold_metrics, retrieval_metrics
 from mmnas.fileio import atomic_write, atomic_write_json
@@ -198,7 +198,7 @@ class ITMTask(Task):
     # -- data ---------------------------------------------------------------------------------------------------
     def prepare(self, need_vectors: bool = True) -> None:
         self.data = ITMData(self.cfg.data.root, self.layout)
-        self._meta: ITMMeta = self.data.build_meta()
+        self._meta: TextMeta = self.data.build_meta()
         if need_vectors:
             self._meta.word_vectors = resolve_word_vectors(self._meta.vocab, self.cfg.data.word_vectors,
                                                            seed=max(self.cfg.run.seed, 0))

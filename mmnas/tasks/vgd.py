@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mmnas.data.vgd import DATASET_SPLITS, UNC_SPLITS, VGDData, VGDDataset, VGDMeta
-from mmnas.data.text import resolve_word_vectors
+from mmnas.data.vgd import DATASET_SPLITS, UNC_SPLITS, VGDData, VGDDataset
+from mmnas.data.text import TextMeta, resolve_word_vectors
 from mmnas.errors import DataError
 from mmnas.evaluation.grounding import OVERLAP_THRESHOLD, box_transform_inv, clip_boxes, paired_iou
 from mmnas.fileio import atomic_write_json
@@ -104,7 +104,7 @@ class VGDTask(Task):
         if dataset not in SPLITS:
             raise DataError(f"unknown VGD dataset {dataset!r}; valid: {', '.join(SPLITS)}.")
         self.data = VGDData(self.cfg.data.root, dataset, SPLITS[dataset])
-        self._meta: VGDMeta = self.data.build_meta()
+        self._meta: TextMeta = self.data.build_meta()
         if need_vectors:
             self._meta.word_vectors = resolve_word_vectors(self._meta.vocab, self.cfg.data.word_vectors,
                                                            seed=max(self.cfg.run.seed, 0))
