@@ -110,11 +110,12 @@ def test_training_samples_draw_one_kept_negative_uniformly(tree, tmp_path):
     assert seen == {0, 1, 2}
 
 
-def _expect_error(root, tmp_path, capsys, *needles, dataset="shapes"):
+def _expect_error(root, tmp_path, capsys, *needles, dataset="shapes", check=True):
     # --DATASET flickr for a missing tree: the demo's (shapes) would be generated there on first use.
+    # check=False: the loader's own message, as a run with data.check=false meets it.
     assert main("itm", "train", run_args(root, tmp_path, "--VERSION", "err", "optim.max_epoch=1",
                                          "data.max_regions=12", "model.feat_size=39", "--DATASET", dataset,
-                                         "run.overwrite=true")) == 2
+                                         "run.overwrite=true", f"data.check={str(check).lower()}")) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.strip().count("\n") == 0, err
     for needle in needles:
@@ -148,7 +149,8 @@ def test_missing_id_map_entries(tree_copy, tmp_path, capsys):
     karpathy = json.loads(path.read_text())
     karpathy["images"] = karpathy["images"][1:]  # imgid 0, the first training image, disappears
     path.write_text(json.dumps(karpathy))
-    _expect_error(tree_copy, tmp_path, capsys, str(path), "missing from the id map", "['0']", "Karpathy")
+    _expect_error(tree_copy, tmp_path, capsys, str(path), "missing from the id map", "['0']", "Karpathy", check=False)
+    _expect_error(tree_copy, tmp_path, capsys, "the data check found", str(tree_copy / "f30k_precomp"), "'0'")
 
 
 def test_missing_id_map_file(tree_copy, tmp_path, capsys):
@@ -160,7 +162,8 @@ def test_missing_features(tree_copy, tmp_path, capsys):
     karpathy = json.loads((tree_copy / "dataset_flickr30k.json").read_text())
     (tree_copy / "flickr_bua-r101-fix36" / (karpathy["images"][2]["filename"] + ".npz")).unlink()
     _expect_error(tree_copy, tmp_path, capsys, str(tree_copy / "f30k_precomp" / "train_ids.txt"),
-                  str(tree_copy / "flickr_bua-r101-fix36"), "['2']", "features")
+                  str(tree_copy / "flickr_bua-r101-fix36"), "['2']", "features", check=False)
+    _expect_error(tree_copy, tmp_path, capsys, "the data check found", str(tree_copy / "flickr_bua-r101-fix36"), "'2'")
 
 
 def test_missing_tree_and_split_file(tmp_path, tree_copy, capsys):

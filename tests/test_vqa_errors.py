@@ -47,7 +47,7 @@ def test_question_whose_image_has_no_feature_file(capsys, vqa_root, tmp_path):
     shutil.copytree(vqa_root, root)
     victim = sorted((root / "bua-r101-max100" / "train2014").iterdir())[0]
     victim.unlink()
-    msg = err(capsys, "vqa", "train", run_args(root, tmp_path, "optim.max_epoch=1"))
+    msg = err(capsys, "vqa", "train", run_args(root, tmp_path, "optim.max_epoch=1", "data.check=false"))
     assert "no feature file" in msg and "train2014" in msg and "image ids: [0]" in msg
 
 
