@@ -3,10 +3,12 @@ paragraph on stderr and exit code 2."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Sequence
 
 from mmnas.config import ConfigError, build_config
+from mmnas.engine import dist
 from mmnas.errors import UserError
 from mmnas.tasks import get_task
 
@@ -27,7 +29,10 @@ def build_parser(task: str, stage: str, datasets: Sequence[str] = ()) -> argpars
     p.add_argument("--RESUME", dest="resume", action="store_true", default=None,
                    help="resume --CKPT_PATH, or the latest checkpoint of --VERSION")
     p.add_argument("--VERSION", dest="version", help="run name: logs/ckpts/<VERSION>_epoch<N>.pkl, logs/log/log_<VERSION>.txt")
-    p.add_argument("--GPU", dest="gpu", help="GPU ids, e.g. '0, 1' ('cpu' forces the CPU)")
+    p.add_argument("--GPU", dest="gpu", help="GPU ids, one process each, e.g. '0, 1' ('cpu' forces the CPU)")
+    p.add_argument("--NPROC", dest="nproc", type=int, help="CPU processes (gloo), e.g. 2; GPU runs: one per --GPU id")
+    p.add_argument("--AMP", dest="amp", choices=["off", "bf16", "fp16"], default=None,
+                   help="mixed precision autocast (off by default; fp16 needs CUDA)")
     p.add_argument("--NW", dest="num_workers", type=int, help="data loader workers")
     p.add_argument("--BS", dest="batch_size", type=int, help="batch size (per process)")
     p.add_argument("--SEED", dest="seed", type=int, help="random seed (search default 888, training random)")
@@ -43,7 +48,7 @@ def build_parser(task: str, stage: str, datasets: Sequence[str] = ()) -> argpars
 FLAG_KEYS = {"run": "run.run", "arch_path": "run.arch_path", "arch_epoch": "run.arch_epoch",
              "ckpt_path": "run.ckpt_path", "resume": "run.resume", "version": "run.version", "gpu": "run.gpu",
              "num_workers": "data.num_workers", "batch_size": "optim.batch_size", "seed": "run.seed",
-             "train_split": "data.train_split", "progress": "run.progress"}
+             "train_split": "data.train_split", "progress": "run.progress", "nproc": "run.nproc", "amp": "run.amp"}
 
 
 def parse(task: str, stage: str, argv: Sequence[str] | None = None):
@@ -56,24 +61,40 @@ def parse(task: str, stage: str, argv: Sequence[str] | None = None):
                         overrides=args.overrides, demo=dataset in task_cls.demo_datasets)
 
 
-def execute(task: str, stage: str, argv: Sequence[str] | None = None) -> dict[str, Any]:
-    cfg = parse(task, stage, argv)
+def run_config(cfg) -> dict[str, Any]:
+    """Run a resolved config in this process (alone, or as one process of a distributed run)."""
     task_cls = get_task(cfg.task)
     if cfg.data.dataset in task_cls.demo_datasets:
-        task_cls.prepare_demo(cfg)  # generated on first use; never used in place of missing real data
+        if dist.local_rank() == 0:
+            task_cls.prepare_demo(cfg)  # generated on first use; never used in place of missing real data
+        dist.barrier()
     task_obj = task_cls(cfg)
-    if stage == "search":
+    if cfg.stage == "search":
         from mmnas.engine.searcher import Searcher
         return Searcher(cfg, task_obj).run()
     from mmnas.engine.trainer import Trainer
     return Trainer(cfg, task_obj).run()
 
 
+def execute(task: str, stage: str, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse and run in this process; returns the run's last metrics (use `main` for multi-process runs)."""
+    cfg = parse(task, stage, argv)
+    with dist.process_group(dist.plan_processes(cfg.run.gpu, 1)):
+        return run_config(cfg)
+
+
 def main(task: str, stage: str, argv: Sequence[str] | None = None) -> int:
+    """The scripts' entry point: one process, one per --GPU id / --NPROC (spawned here), or one of torchrun's."""
     try:
-        execute(task, stage, argv)
+        cfg = parse(task, stage, argv)
+        plan = dist.plan_processes(cfg.run.gpu, cfg.run.nproc)
+        if plan.spawn:
+            return dist.spawn(run_config, (cfg,), plan, KNOWN_ERRORS)
+        with dist.process_group(plan):
+            run_config(cfg)
     except KNOWN_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
+        where = f"[rank {os.environ.get('RANK')}] " if dist.under_torchrun() else ""
+        print(f"error: {where}{e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -34,11 +34,14 @@ class DataConfig:
                                             # directory, a GloVe text file, or 'none' (random, with a warning)
     preload_features: bool = False          # read every feature file once into memory (small datasets, the demo)
     num_workers: int = 4                    # --NW
+    check: bool = True                      # a quick data check before a run (the full one: python3 -m mmnas.check_data)
 
 
 @dataclass
 class OptimConfig:
     batch_size: int = 64                    # --BS: per process (the release's semantics)
+    global_batch: bool = False              # true: --BS is the whole batch, split over the processes, and each
+                                            # process's loss is scaled so k processes equal one on that batch
     eval_batch_size: int = 0                # 0 = same as batch_size (EVAL_BATCH_SIZE)
     max_epoch: int = 13                     # MAX_EPOCH
     lr_base: float = 1.2e-4                 # NET_LR_BASE (VQA train)
@@ -73,7 +76,9 @@ class RunConfig:
     run: str = "train"                      # --RUN: train | val | test
     version: str = ""                       # --VERSION (default: <task>_<stage>_<seed>)
     seed: int = -1                          # --SEED (-1: random for training, 888 for search)
-    gpu: str = ""                           # --GPU '0, 1' ('' = all visible / CPU)
+    gpu: str = ""                           # --GPU '0, 1': one process per GPU ('' = GPU 0 if any; 'cpu')
+    nproc: int = 1                          # --NPROC: CPU processes (gloo); GPU runs take one per --GPU id
+    amp: str = "off"                        # --AMP: off | bf16 | fp16 (autocast; fp16 on CUDA only)
     arch_path: str = "arch/mmnas_vqa.json"  # --ARCH_PATH
     arch_epoch: int = 0                     # --ARCH_EPOCH / --GENO_EPOCH
     ckpt_path: str = ""                     # --CKPT_PATH
@@ -133,6 +138,8 @@ class Config:
             (self.data.max_tokens > 0 and self.data.max_regions > 0, "data.max_tokens/max_regions",
              "positive integers"),
             (self.data.num_workers >= 0, "data.num_workers (--NW)", "0 or more"),
+            (self.run.nproc >= 1, "run.nproc (--NPROC)", "a positive integer"),
+            (self.run.amp in ("off", "bf16", "fp16"), "run.amp (--AMP)", "off, bf16 or fp16"),
         ]
         for ok, key, valid in checks:
             if not ok:

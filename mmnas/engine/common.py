@@ -1,6 +1,7 @@
 """Pieces shared by the trainer and the searcher: seeding, data order, optimizer, one evaluation pass, RNG state."""
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 from typing import Any, Iterator, Sequence
@@ -29,26 +30,46 @@ def resolve_seed(cfg: Config) -> int:
 
 
 class EpochSampler(Sampler[int]):
-    """A fixed list of dataset indices, shuffled by (seed, epoch) only, so a resumed run sees the same order."""
+    """A fixed list of dataset indices, shuffled by (seed, epoch) only, so a resumed run sees the same order.
 
-    def __init__(self, indices: Sequence[int], shuffle: bool, seed: int, salt: int = 0) -> None:
+    In a run of k processes, process r takes every k-th index of that order from the r-th. `equal_shards` (training)
+    first drops the < k indices of the tail that would give processes unequal step counts, so the k batches of a
+    step together are exactly the batch of k × --BS that one process would take; without it (evaluation) every
+    index is taken exactly once and shards differ by at most one."""
+
+    def __init__(self, indices: Sequence[int], shuffle: bool, seed: int, salt: int = 0,
+                 equal_shards: bool = True) -> None:
         self.indices = list(indices)
         self.shuffle = shuffle
         self.seed = seed
         self.salt = salt
         self.epoch = 0
+        self.equal_shards = equal_shards
+        self.rank, self.world = dist.rank(), dist.world_size()
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[int]:
+    def order(self) -> list[int]:
+        """The whole epoch's order, before sharding."""
         if not self.shuffle:
-            return iter(self.indices)
+            return list(self.indices)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 101 + self.salt)
-        return iter([self.indices[i] for i in torch.randperm(len(self.indices), generator=g).tolist()])
+        return [self.indices[i] for i in torch.randperm(len(self.indices), generator=g).tolist()]
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.order()
+        if self.world == 1:
+            return iter(order)
+        if self.equal_shards:
+            order = order[:len(order) // self.world * self.world]
+        return iter(order[self.rank::self.world])
 
     def __len__(self) -> int:
-        return len(self.indices)
+        n = len(self.indices)
+        if self.world == 1:
+            return n
+        return n // self.world if self.equal_shards else len(range(self.rank, n, self.world))
 
 
 def make_loader(dataset: Dataset, sampler: Sampler, batch_size: int, num_workers: int,
@@ -77,14 +98,19 @@ def progress_bar(iterable, enabled: bool = True, **kw):
 
 @torch.no_grad()
 def run_evaluation(model: nn.Module, evaluator, loader: DataLoader, device: torch.device, progress: bool,
-                   desc: str = "eval") -> dict[str, Any]:
+                   desc: str = "eval", amp: str = "off") -> dict[str, Any]:
     was_training = model.training
     model.eval()
     evaluator.reset()
     for batch in progress_bar(loader, progress, desc=desc, leave=False):
         batch = dist.to_device(batch, device)
-        evaluator.process(batch, model(batch))
+        with autocast(device, amp):
+            output = model(batch)
+        evaluator.process(batch, output)
     model.train(was_training)
+    if dist.world_size() > 1:
+        # Each process scored its own shard; every process then holds every sample's record, keyed by index.
+        evaluator.merge(dist.all_gather_objects(evaluator.state()))
     return evaluator.evaluate()
 
 
@@ -95,6 +121,42 @@ def rng_state(extra: dict[str, torch.Generator] | None = None) -> dict[str, Any]
     for name, gen in (extra or {}).items():
         state[name] = gen.get_state()
     return state
+
+
+def gather_rng_state(extra: dict[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """For a checkpoint: this process's RNG state under "rng" and, in a multi-process run, every process's under
+    "rng_ranks" (a collective: every process calls it)."""
+    mine = rng_state(extra)
+    if dist.world_size() == 1:
+        return {"rng": mine}
+    return {"rng": mine, "rng_ranks": dist.all_gather_objects(mine)}
+
+
+def resume_rng(ckpt: dict[str, Any], seed: int, extra: dict[str, torch.Generator] | None = None) -> str | None:
+    """Restore the RNG state a checkpoint saved for this process. When the process count changed since, the
+    shared generators (`extra`, identical on every process) are restored and the per-process stream (dropout)
+    starts anew from (seed, step, rank): the run continues correctly but not bit for bit; the note says so."""
+    ranks = ckpt.get("rng_ranks")
+    if (ranks is None and dist.world_size() == 1) or (ranks is not None and len(ranks) == dist.world_size()):
+        restore_rng(ckpt["rng"] if ranks is None else ranks[dist.rank()], extra)
+        return None
+    restore_rng(ckpt["rng"], extra)
+    torch.manual_seed(seed * 1_000_003 + ckpt["step"] * 7919 + dist.rank())
+    return (f"the checkpoint was written by {len(ranks) if ranks else 1} process(es), this run has "
+            f"{dist.world_size()}: data order and α paths continue exactly, dropout draws start anew.")
+
+
+def diversify_rng(seed: int) -> None:
+    """After every process built the same initial network from one seed: give each its own stream (dropout)."""
+    if dist.world_size() > 1:
+        torch.manual_seed(seed * 1_000_003 + 7919 * (dist.rank() + 1))
+
+
+def autocast(device: torch.device, amp: str):
+    """Mixed precision for a forward pass (--AMP bf16 | fp16); a no-op context when off."""
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def restore_rng(state: dict[str, Any], extra: dict[str, torch.Generator] | None = None) -> None:

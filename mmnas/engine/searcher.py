@@ -7,13 +7,14 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 import torch.nn as nn
 
 from mmnas.engine import dist
 from mmnas.engine.checkpoint import save_checkpoint
-from mmnas.engine.common import (EpochSampler, build_optimizer, format_metrics, make_loader, restore_rng, rng_state,
-                                 seed_everything, set_lr)
+from mmnas.engine.common import (EpochSampler, autocast, build_optimizer, diversify_rng, format_metrics,
+                                 gather_rng_state, make_loader, resume_rng, seed_everything, set_lr)
 from mmnas.engine.run import Run
 from mmnas.engine.schedule import learning_rate
 from mmnas.errors import UserError
@@ -66,14 +67,16 @@ class Searcher(Run):
         self.log.start()
         seed_everything(cfg.run.seed)
         self.task.prepare(need_vectors=ckpt is None)
+        self.check_data()
         if ckpt is not None:
             self.task.check_meta(ckpt["meta"], cfg.run.ckpt_path or "of this run")
         init = None if sc.init_genotype == "mcan_like" else resolve_genotype(sc.init_genotype, 0)
         dataset = self.task.dataset(cfg.data.train_split)
         weight_idx, alpha_idx = split_indices(len(dataset), sc.split_portion)
-        if len(weight_idx) < cfg.optim.batch_size or len(alpha_idx) < cfg.optim.batch_size:
+        need = self.batch_size * self.world
+        if len(weight_idx) < need or len(alpha_idx) < need:
             raise UserError(f"the search split {cfg.data.train_split!r} has {len(dataset)} samples: too few for "
-                            f"batches of {cfg.optim.batch_size} in both the weight part ({len(weight_idx)}) and the "
+                            f"batches of {need} in both the weight part ({len(weight_idx)}) and the "
                             f"α part ({len(alpha_idx)}); lower --BS.")
         kwargs = dict(nodes={"enc": sc.nodes_enc, "dec": sc.nodes_dec}, **self.task.model_kwargs(),
                       **self.model_cfg())
@@ -85,23 +88,32 @@ class Searcher(Run):
         alpha_opt = torch.optim.Adam(alphas, lr=sc.alpha_lr, betas=tuple(sc.alpha_betas),
                                      weight_decay=sc.alpha_weight_decay)
         # Paths are drawn from their own generator, so the draw sequence is part of the resumable state.
+        # The same seed on every process: in a multi-process search all of them draw the same path at each step.
         path_gen = torch.Generator().manual_seed(cfg.run.seed + 1)
+        self.scalers = {name: torch.amp.GradScaler(self.device.type, enabled=cfg.run.amp == "fp16")
+                        for name in ("weight", "arch")}
         start_epoch, step, unchanged = 0, 0, 0
+        diversify_rng(cfg.run.seed)
         if ckpt is not None:
             net.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             alpha_opt.load_state_dict(ckpt["alpha_optimizer"])
+            for name, state in ckpt.get("scalers", {}).items():
+                self.scalers[name].load_state_dict(state)
             start_epoch, step, unchanged = ckpt["epoch"], ckpt["step"], ckpt.get("unchanged", 0)
-            restore_rng(ckpt["rng"], {"paths": path_gen})
+            note = resume_rng(ckpt, cfg.run.seed, {"paths": path_gen})
+            if note:
+                self.log.write(note)
         w_sampler = EpochSampler(weight_idx, True, cfg.run.seed, salt=0)
         a_sampler = EpochSampler(alpha_idx, True, cfg.run.seed, salt=1)
-        w_loader = make_loader(dataset, w_sampler, cfg.optim.batch_size, cfg.data.num_workers, drop_last=True)
-        a_loader = make_loader(dataset, a_sampler, cfg.optim.batch_size, cfg.data.num_workers, drop_last=True)
-        eval_loader = make_loader(dataset, EpochSampler(alpha_idx, False, 0), self.eval_batch_size(),
-                                  cfg.data.num_workers)
+        w_loader = make_loader(dataset, w_sampler, self.batch_size, cfg.data.num_workers, drop_last=True)
+        a_loader = make_loader(dataset, a_sampler, self.batch_size, cfg.data.num_workers, drop_last=True)
+        eval_loader = make_loader(dataset, EpochSampler(alpha_idx, False, 0, equal_shards=False),
+                                  self.eval_batch_size(), cfg.data.num_workers)
         self.log.write(f"search on {cfg.data.train_split!r}: {len(weight_idx)} weight / {len(alpha_idx)} α samples, "
                        f"{len(w_loader)} steps/epoch, mode {sc.mode}, α from epoch {sc.alpha_start} every "
                        f"{sc.alpha_every} steps; {sum(p.numel() for p in weights):,} weights; device {self.device}")
+        self.log_layout()
         previous = net.genotype()
         record: dict[str, Any] = {}
         for epoch in range(start_epoch, cfg.optim.max_epoch):
@@ -129,6 +141,10 @@ class Searcher(Run):
                                                     path_gen)
                     n_arch += a_batch["text_ix"].size(0)
                 bar.set_postfix(loss=f"{loss_sum / max(n, 1):.4f}", refresh=False)
+            dist.check_identical(alphas, "α")
+            loss_sum, n, arch_loss_sum, n_arch = dist.sum_arrays(
+                np.array([loss_sum, n, arch_loss_sum, n_arch], dtype=np.float64)).tolist()
+            n_arch = int(n_arch)
             geno = net.genotype()
             changed = sum(a != b for cell in ("enc", "dec")
                           for a, b in zip(getattr(geno, cell), getattr(previous, cell)))
@@ -139,11 +155,15 @@ class Searcher(Run):
                       "genotype_changes": changed, "epoch_seconds": round(time.time() - t0, 2)}
             if dist.is_main():
                 append_genotype(self.arch_path(), epoch + 1, geno)
-            save_checkpoint(self.ckpt_path(epoch + 1), {
-                "task": cfg.task, "stage": "search", "epoch": epoch + 1, "step": step, "unchanged": unchanged,
-                "model": self.model_state(net), "optimizer": optimizer.state_dict(),
-                "alpha_optimizer": alpha_opt.state_dict(), "genotype": geno.to_dict(),
-                "config": cfg.to_dict(), "meta": self.task.meta(), "rng": rng_state({"paths": path_gen})})
+            state = {"task": cfg.task, "stage": "search", "epoch": epoch + 1, "step": step, "unchanged": unchanged,
+                     "model": self.model_state(net), "optimizer": optimizer.state_dict(),
+                     "alpha_optimizer": alpha_opt.state_dict(), "genotype": geno.to_dict(),
+                     "config": cfg.to_dict(), "meta": self.task.meta(),
+                     **({"scalers": {k: v.state_dict() for k, v in self.scalers.items()}}
+                        if cfg.run.amp == "fp16" else {}),
+                     **gather_rng_state({"paths": path_gen})}  # every process: RNG states are gathered
+            if dist.is_main():
+                save_checkpoint(self.ckpt_path(epoch + 1), state)
             with net.sampling("derived"):
                 ev, _ = self.task.evaluate(net, eval_loader, self.device, cfg.run.progress,
                                            desc="derived net on α part")
@@ -164,28 +184,38 @@ class Searcher(Run):
 
     def weight_step(self, net, optimizer, weights, batch, lr: float, gen: torch.Generator) -> float:
         mode = "darts" if self.cfg.search.mode == "darts" else "weight"
+        scaler = self.scalers["weight"]
         with net.sampling(mode, gen):
-            loss = self.task.forward_loss(net, batch)["loss"]
+            with autocast(self.device, self.cfg.run.amp):
+                loss = self.task.forward_loss(net, batch)["loss"]
             optimizer.zero_grad(set_to_none=True)
             net.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss * self.loss_scale if self.loss_scale != 1 else loss).backward()
+        dist.average_gradients(weights)
         if self.cfg.search.inactive_grads == "zero":
             sn.fill_missing_grads(weights)
         if self.cfg.optim.grad_clip > 0:
+            scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(weights, self.cfg.optim.grad_clip)
         set_lr(optimizer, lr)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         return float(loss.detach())
 
     def arch_step(self, net, alpha_opt, weights, batch, gen: torch.Generator) -> float:
         mode = self.cfg.search.mode
+        scaler = self.scalers["arch"]
         net.zero_grad(set_to_none=True)
         with frozen(weights), net.sampling(mode, gen):
-            loss = self.task.forward_loss(net, batch)["loss"]
-            loss.backward()
+            with autocast(self.device, self.cfg.run.amp):
+                loss = self.task.forward_loss(net, batch)["loss"]
+            scaler.scale(loss * self.loss_scale if self.loss_scale != 1 else loss).backward()
+            # Gates (full, two) or α (darts) hold this step's gradients; their average keeps α equal everywhere.
+            dist.average_gradients(net.gate_parameters() + net.arch_parameters())
             if mode in ("full", "two"):
                 sn.set_alpha_grads(net)
-            alpha_opt.step()
+            scaler.step(alpha_opt)
+            scaler.update()
             sn.rescale_after_step(net)
         net.zero_grad(set_to_none=True)
         return float(loss.detach())

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 
 from mmnas.engine import dist
 from mmnas.engine.checkpoint import load_checkpoint, save_checkpoint
-from mmnas.engine.common import (EpochSampler, build_optimizer, format_metrics, make_loader, restore_rng, rng_state,
-                                 seed_everything, set_lr)
+from mmnas.engine.common import (EpochSampler, autocast, build_optimizer, diversify_rng, format_metrics,
+                                 gather_rng_state, make_loader, resume_rng, seed_everything, set_lr)
 from mmnas.engine.run import Run
 from mmnas.engine.schedule import learning_rate
 from mmnas.errors import UserError
@@ -36,33 +37,42 @@ class Trainer(Run):
         self.log.start()
         seed_everything(cfg.run.seed)
         self.task.prepare(need_vectors=ckpt is None)
+        self.check_data()
         if ckpt is not None:
             self.task.check_meta(ckpt["meta"], cfg.run.ckpt_path or "of this run")
         self.log.write(f"architecture: enc {[n[0] for n in genotype.enc]} dec {[n[0] for n in genotype.dec]}")
         train_set = self.task.dataset(cfg.data.train_split)
-        model = build_network(cfg.task, genotype, **self.task.model_kwargs(), **self.model_cfg()).to(self.device)
-        optimizer = build_optimizer(list(model.parameters()), cfg.optim)
+        net = build_network(cfg.task, genotype, **self.task.model_kwargs(), **self.model_cfg()).to(self.device)
+        optimizer = build_optimizer(list(net.parameters()), cfg.optim)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.run.amp == "fp16")
         start_epoch, step = 0, 0
+        diversify_rng(cfg.run.seed)
         if ckpt is not None:
-            model.load_state_dict(ckpt["model"])
+            net.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
+            if "scaler" in ckpt:
+                self.scaler.load_state_dict(ckpt["scaler"])
             start_epoch, step = ckpt["epoch"], ckpt["step"]
-            restore_rng(ckpt["rng"])
+            note = resume_rng(ckpt, cfg.run.seed)
+            if note:
+                self.log.write(note)
+        # Every process starts from the same weights (one seed); DDP averages the gradients of each step.
+        model = (nn.parallel.DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda"
+                                                     else None) if self.world > 1 else net)
         sampler = EpochSampler(range(len(train_set)), shuffle=True, seed=cfg.run.seed)
-        loader = make_loader(train_set, sampler, cfg.optim.batch_size, cfg.data.num_workers)
+        loader = make_loader(train_set, sampler, self.batch_size, cfg.data.num_workers)
         val_loader = None
         if cfg.run.eval_every_epoch and not self._trains_on_val() and self.task.can_evaluate(cfg.data.val_split):
-            val_set = self.task.dataset(cfg.data.val_split)
-            val_loader = make_loader(val_set, EpochSampler(range(len(val_set)), False, 0), self.eval_batch_size(),
-                                     cfg.data.num_workers)
-        n_params = sum(p.numel() for p in model.parameters())
+            val_loader = self._eval_loader(cfg.data.val_split)
+        n_params = sum(p.numel() for p in net.parameters())
         self.log.write(f"train split {cfg.data.train_split!r}: {len(train_set)} samples, {len(loader)} steps/epoch; "
                        f"{n_params:,} parameters; device {self.device}")
+        self.log_layout()
         steps_per_epoch = len(loader)
         metrics: dict[str, Any] = {}
         for epoch in range(start_epoch, cfg.optim.max_epoch):
             sampler.set_epoch(epoch)
-            self.task.on_epoch_start(model, epoch, self.device)
+            self.task.on_epoch_start(net, epoch, self.device)
             model.train()
             loss_sum, n_samples, t0 = 0.0, 0, time.time()
             bar = self.progress(loader, desc=f"epoch {epoch + 1}/{cfg.optim.max_epoch}")
@@ -74,11 +84,14 @@ class Trainer(Run):
                 loss_sum += loss
                 n_samples += batch["text_ix"].size(0)
                 bar.set_postfix(loss=f"{loss / batch['text_ix'].size(0):.4f}", lr=f"{lr:.2e}", refresh=False)
+            loss_sum, n_samples = dist.sum_arrays(np.array([loss_sum, n_samples], dtype=np.float64))
             record = {"stage": "train", "epoch": epoch + 1, "step": step, "lr": lr,
-                      "loss": loss_sum / max(n_samples, 1), "epoch_seconds": round(time.time() - t0, 2)}
-            save_checkpoint(self.ckpt_path(epoch + 1), self._state(model, optimizer, genotype, epoch + 1, step))
+                      "loss": float(loss_sum / max(n_samples, 1)), "epoch_seconds": round(time.time() - t0, 2)}
+            state = self._state(net, optimizer, genotype, epoch + 1, step)  # every process: RNG states are gathered
+            if dist.is_main():
+                save_checkpoint(self.ckpt_path(epoch + 1), state)
             if val_loader is not None:
-                ev, _ = self.task.evaluate(model, val_loader, self.device, cfg.run.progress, desc="val")
+                ev, _ = self.task.evaluate(net, val_loader, self.device, cfg.run.progress, desc="val")
                 record.update({f"val_{k}": v for k, v in ev.items() if isinstance(v, (int, float))})
                 if "perAnswerType" in ev:
                     record["val_perAnswerType"] = ev["perAnswerType"]
@@ -88,13 +101,17 @@ class Trainer(Run):
         return metrics
 
     def train_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, lr: float) -> float:
-        out = self.task.forward_loss(model, batch)
+        with autocast(self.device, self.cfg.run.amp):
+            out = self.task.forward_loss(model, batch)
+        loss = out["loss"] * self.loss_scale if self.loss_scale != 1 else out["loss"]
         optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
+        self.scaler.scale(loss).backward()
         if self.cfg.optim.grad_clip > 0:
+            self.scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), self.cfg.optim.grad_clip)
         set_lr(optimizer, lr)
-        optimizer.step()
+        self.scaler.step(optimizer)
+        self.scaler.update()
         return float(out["loss"].detach())
 
     def _trains_on_val(self) -> bool:
@@ -104,7 +121,7 @@ class Trainer(Run):
         return {"task": self.cfg.task, "stage": "train", "epoch": epoch, "step": step,
                 "model": self.model_state(model), "optimizer": optimizer.state_dict(),
                 "genotype": genotype.to_dict(), "config": self.cfg.to_dict(), "meta": self.task.meta(),
-                "rng": rng_state()}
+                **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}), **gather_rng_state()}
 
     # -- evaluation ---------------------------------------------------------------------------------------------
     def _load_for_eval(self):
@@ -114,6 +131,7 @@ class Trainer(Run):
         ckpt = load_checkpoint(self.cfg.run.ckpt_path, self.cfg.task, "train")
         self.log.start()
         self.task.prepare(need_vectors=False)
+        self.check_data()
         self.task.check_meta(ckpt["meta"], self.cfg.run.ckpt_path)
         # The checkpoint's own model settings and genotype rebuild exactly the network that was trained.
         model_cfg = dict(ckpt["config"]["model"])
@@ -124,7 +142,8 @@ class Trainer(Run):
 
     def _eval_loader(self, split: str):
         ds = self.task.dataset(split)
-        return make_loader(ds, EpochSampler(range(len(ds)), False, 0), self.eval_batch_size(), self.cfg.data.num_workers)
+        return make_loader(ds, EpochSampler(range(len(ds)), False, 0, equal_shards=False), self.eval_batch_size(),
+                           self.cfg.data.num_workers)
 
     def validate(self) -> dict[str, Any]:
         model, ckpt = self._load_for_eval()
@@ -146,6 +165,7 @@ class Trainer(Run):
         loader = self._eval_loader(split)
         _, evaluator = self.task.evaluate(model, loader, self.device, self.cfg.run.progress, desc=f"test {split}")
         summary = self.task.write_results(evaluator, str(self.result_path())) if dist.is_main() else {}
+        dist.barrier()  # the result file exists on return, on every process
         self.log.write(f"wrote {summary.get('result_file')}: {format_metrics(summary)}")
         self.log.metrics({"stage": "test", "split": split, "checkpoint": self.cfg.run.ckpt_path, **summary})
         return summary

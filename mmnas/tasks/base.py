@@ -20,6 +20,25 @@ class Evaluator(Protocol):
     def reset(self) -> None: ...
     def process(self, batch: dict[str, torch.Tensor], output: Any) -> None: ...
     def evaluate(self) -> dict[str, Any]: ...
+    def state(self) -> dict[str, dict[int, Any]]: ...
+    def merge(self, states: list[dict[str, dict[int, Any]]]) -> None: ...
+
+
+class IndexedEvaluator:
+    """An evaluator whose records are dicts keyed by dataset index (`fields`): the shards of a multi-process
+    evaluation merge by union, so every sample counts exactly once, in dataset order, whatever the process count."""
+
+    fields: tuple[str, ...] = ()
+
+    def state(self) -> dict[str, dict[int, Any]]:
+        return {f: getattr(self, f) for f in self.fields}
+
+    def merge(self, states: list[dict[str, dict[int, Any]]]) -> None:
+        for f in self.fields:
+            merged: dict[int, Any] = {}
+            for st in states:
+                merged.update(st[f])
+            setattr(self, f, dict(sorted(merged.items())))
 
 
 class Task:
@@ -76,7 +95,7 @@ class Task:
         """One pass over `loader` in eval mode; returns the metrics and the evaluator (for result files).
         Tasks whose metric is not per-sample (ITM scores every image-caption pair) override this."""
         evaluator = self.evaluator(loader.dataset)
-        return run_evaluation(model, evaluator, loader, device, progress, desc), evaluator
+        return run_evaluation(model, evaluator, loader, device, progress, desc, self.cfg.run.amp), evaluator
 
     def on_epoch_start(self, model: nn.Module, epoch: int, device: torch.device) -> None:
         """Work before each training/search epoch (ITM mines hard negatives here); nothing by default."""

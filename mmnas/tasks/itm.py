@@ -11,13 +11,13 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as tdist
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from mmnas.config import Config, ConfigError
 from mmnas.data.itm import CAPTIONS_PER_IMAGE, ITMData, ITMDataset, LAYOUTS, split_name
 from mmnas.data.text import TextMeta, resolve_word_vectors
+from mmnas.engine import dist
 from mmnas.errors import DataError
 from mmnas.evaluation.retrieval import flatten_metrics, fold_metrics, retrieval_metrics
 from mmnas.fileio import atomic_write, atomic_write_json
@@ -28,30 +28,13 @@ from mmnas.tasks.base import TASKS, Task
 IMAGE_KEYS = ("img_feat", "img_rel", "img_box_feat")
 
 
-def _rank_world() -> tuple[int, int]:
-    if tdist.is_available() and tdist.is_initialized():
-        return tdist.get_rank(), tdist.get_world_size()
-    return 0, 1
-
-
-def _sum_across_processes(array: np.ndarray) -> np.ndarray:
-    """Each process fills its own rows (zeros elsewhere); the sum is the whole table on every process."""
-    if _rank_world()[1] == 1:
-        return array
-    t = torch.from_numpy(array)
-    if tdist.get_backend() == "nccl":
-        t = t.cuda()
-    tdist.all_reduce(t)
-    return t.cpu().numpy()
-
-
 def _progress(items, enabled: bool, desc: str):
     """tqdm on rank 0, redrawn at most every 30 s when stderr is not a terminal (as the engine's bars)."""
     import sys
 
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, disable=not enabled or _rank_world()[0] != 0, leave=False, dynamic_ncols=True,
+    return tqdm(items, desc=desc, disable=not enabled or not dist.is_main(), leave=False, dynamic_ncols=True,
                 mininterval=0.5 if sys.stderr.isatty() else 30.0)
 
 
@@ -89,7 +72,7 @@ def mine_negatives(model: nn.Module, dataset: ITMDataset, caption_candidates: to
     was_training = model.training
     model.eval()
     start = time.perf_counter()
-    rank, world = _rank_world()
+    rank, world = dist.rank(), dist.world_size()
     rand = caption_candidates.size(1)
     scorer = PairScorer(model, device, pairs_per_batch=anchors_per_batch * rand)
     text_ix = torch.from_numpy(dataset.text_ix)
@@ -137,7 +120,7 @@ def mine_negatives(model: nn.Module, dataset: ITMDataset, caption_candidates: to
             table[anchors.numpy()] = keep_hardest(scores, cand, keep).numpy()
     finally:
         model.train(was_training)
-    neg_captions, neg_images = _sum_across_processes(neg_captions), _sum_across_processes(neg_images)
+    neg_captions, neg_images = dist.sum_arrays(neg_captions), dist.sum_arrays(neg_images)
     seconds = time.perf_counter() - start
     pairs = (n_img + n_cap) * rand
     return neg_captions, neg_images, {"pairs": pairs, "seconds": round(seconds, 2),
@@ -251,7 +234,7 @@ class ITMTask(Task):
         ds.set_negatives(neg_captions, neg_images, epoch)
         ds.mined_epoch = epoch
         self.mining_log.append({"epoch": epoch, **stats})
-        if _rank_world()[0] == 0:
+        if dist.is_main():
             print(f"epoch {epoch + 1}: mined hard negatives ({itm.neg_hardsize} of {itm.neg_randsize} random per "
                   f"image and per caption): {stats['pairs']:,} pairs in {stats['seconds']} s "
                   f"({stats['pairs_per_second']:,.0f} pairs/s)", flush=True)
@@ -299,7 +282,7 @@ class ITMTask(Task):
         with each caption's text encoding computed once; returns flat metrics and the evaluator (scores, metrics)."""
         dataset: ITMDataset = loader.dataset
         images, captions = self._subset(dataset, getattr(loader.sampler, "indices", None))
-        rank, world = _rank_world()
+        rank, world = dist.rank(), dist.world_size()
         was_training = model.training
         model.eval()
         try:
@@ -315,7 +298,7 @@ class ITMTask(Task):
         if world > 1:
             full = np.zeros((len(images), len(captions)), dtype=np.float32)
             full[rank::world] = part
-            scores = _sum_across_processes(full)
+            scores = dist.sum_arrays(full)
         else:
             scores = part
         position = {int(i): p for p, i in enumerate(images)}

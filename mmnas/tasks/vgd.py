@@ -18,15 +18,17 @@ from mmnas.errors import DataError
 from mmnas.evaluation.grounding import OVERLAP_THRESHOLD, box_transform_inv, clip_boxes, paired_iou
 from mmnas.fileio import atomic_write_json
 from mmnas.models.losses import vgd_loss
-from mmnas.tasks.base import TASKS, Task
+from mmnas.tasks.base import TASKS, IndexedEvaluator, Task
 
 DEMO = "shapes"
 SPLITS: dict[str, tuple[str, ...]] = {**DATASET_SPLITS, DEMO: UNC_SPLITS}
 
 
-class VGDEvaluator:
+class VGDEvaluator(IndexedEvaluator):
     """Per expression: the top-scored region (argmax over all N positions, as the release), its box decoded from the
     predicted deltas and clipped to the image, the IoU with the ground truth, and a hit when IoU ≥ 0.5."""
+
+    fields = ("boxes", "scores", "ious", "regions")
 
     def __init__(self, dataset: VGDDataset, score_loss: str = "kld") -> None:
         self.dataset = dataset

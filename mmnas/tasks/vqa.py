@@ -10,13 +10,16 @@ import torch.nn as nn
 from mmnas.data.text import resolve_word_vectors
 from mmnas.data.vqa import ANNOTATION_FILES, VQAData, VQADataset, split_names
 from mmnas.errors import DataError
+from mmnas.evaluation.validate import validate_vqa_results
 from mmnas.evaluation.vqa import vqa_accuracy
 from mmnas.fileio import atomic_write_json
 from mmnas.models.losses import vqa_loss
-from mmnas.tasks.base import TASKS, Task
+from mmnas.tasks.base import TASKS, IndexedEvaluator, Task
 
-class VQAEvaluator:
+class VQAEvaluator(IndexedEvaluator):
     """Collects the argmax answer per question; scores with the official metric where annotations exist."""
+
+    fields = ("predictions",)
 
     def __init__(self, dataset: VQADataset) -> None:
         self.dataset = dataset
@@ -90,8 +93,11 @@ class VQATask(Task):
         results = evaluator.results()
         expected = [int(q["question_id"]) for q in evaluator.dataset.questions]
         got = [r["question_id"] for r in results]
-        if got != expected:
+        # The EvalAI contract (one int id and one str answer per test question), checked by the standalone validator.
+        check = validate_vqa_results(results, evaluator.dataset.questions, split=evaluator.dataset.split)
+        if got != expected or not check.ok:
             raise DataError(f"internal check failed: the result file {path} would cover {len(set(got))} of "
-                            f"{len(expected)} test questions; nothing was written.")
+                            f"{len(expected)} test questions ({' '.join(check.problems) or 'out of order'}); nothing "
+                            f"was written.")
         atomic_write_json(path, results)
         return {"result_file": os.fspath(path), "questions": len(results)}
