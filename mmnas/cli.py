@@ -70,10 +70,12 @@ def run_config(cfg) -> dict[str, Any]:
         dist.barrier()
     task_obj = task_cls(cfg)
     if cfg.stage == "search":
-        from mmnas.engine.searcher import Searcher
-        return Searcher(cfg, task_obj).run()
-    from mmnas.engine.trainer import Trainer
-    return Trainer(cfg, task_obj).run()
+        from mmnas.engine.searcher import Searcher as Runner
+    else:
+        from mmnas.engine.trainer import Trainer as Runner
+    runner = Runner(cfg, task_obj)
+    with runner.stop:  # SIGTERM / SIGINT from here on: finish the step, checkpoint, exit
+        return runner.run()
 
 
 def execute(task: str, stage: str, argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -93,9 +95,10 @@ def main(task: str, stage: str, argv: Sequence[str] | None = None) -> int:
         with dist.process_group(plan):
             run_config(cfg)
     except KNOWN_ERRORS as e:
+        message, code = dist.message_and_code(e)
         where = f"[rank {os.environ.get('RANK')}] " if dist.under_torchrun() else ""
-        print(f"error: {where}{e}", file=sys.stderr)
-        return 2
+        print(f"{where}{message}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -34,7 +34,7 @@ class DataConfig:
                                             # directory, a GloVe text file, or 'none' (random, with a warning)
     preload_features: bool = False          # read every feature file once into memory (small datasets, the demo)
     num_workers: int = 4                    # --NW
-    check: bool = True                      # a quick data check before a run (the full one: python3 -m mmnas.check_data)
+    check: bool = True                      # quick data check at start (full: python3 -m mmnas.check_data)
 
 
 @dataclass
@@ -88,6 +88,9 @@ class RunConfig:
     eval_every_epoch: bool = True           # evaluate on val after each epoch (when val is not trained on)
     progress: bool = True                   # tqdm bars (rank 0 only)
     overwrite: bool = False                 # let a fresh run replace the outputs of an earlier run of its VERSION
+    ckpt_every: int = 0                     # also checkpoint every N steps inside epochs (0: at epoch ends only)
+    plots: bool = True                      # redraw logs/plots/<VERSION>/*.png after every epoch (rank 0)
+    tensorboard: bool = False               # also write TensorBoard scalars to logs/tb/<VERSION> (if installed)
 
 
 @dataclass
@@ -139,6 +142,7 @@ class Config:
              "positive integers"),
             (self.data.num_workers >= 0, "data.num_workers (--NW)", "0 or more"),
             (self.run.nproc >= 1, "run.nproc (--NPROC)", "a positive integer"),
+            (self.run.ckpt_every >= 0, "run.ckpt_every", "0 (epoch ends only) or a number of steps"),
             (self.run.amp in ("off", "bf16", "fp16"), "run.amp (--AMP)", "off, bf16 or fp16"),
         ]
         for ok, key, valid in checks:

@@ -43,7 +43,7 @@ def run_args(root: Path, tmp: Path, *extra: str) -> list[str]:
     """Flags for a tiny, fast run on a test tree; outputs go under tmp."""
     return ["--DATASET", "easyvqa", "--NO_PROGRESS", "--NW", "0", "--BS", "16", f"data.root={root}",
             f"run.log_dir={tmp / 'logs'}", f"run.arch_dir={tmp / 'arch'}", "model.hidden_size=64",
-            "model.flat_mlp_size=32", "data.answer_min_count=2", *extra]
+            "model.flat_mlp_size=32", "data.answer_min_count=2", "run.plots=false", *extra]
 
 
 TREE_IMAGES = 40  # per split: 120 expressions each in train, val, testA and testB

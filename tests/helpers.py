@@ -42,4 +42,4 @@ def vgd_args(root: Path, tmp: Path, *extra: str) -> list[str]:
     """Flags for a tiny, fast run on a test tree; outputs go under tmp."""
     return ["--DATASET", "shapes", "--NO_PROGRESS", "--NW", "0", "--BS", "16", f"data.root={root}",
             f"run.log_dir={tmp / 'logs'}", f"run.arch_dir={tmp / 'arch'}", "model.hidden_size=64",
-            "model.flat_mlp_size=32", *extra]
+            "model.flat_mlp_size=32", "run.plots=false", *extra]

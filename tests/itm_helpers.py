@@ -21,7 +21,7 @@ def run_args(root: Path, tmp: Path, *extra: str) -> list[str]:
     """Flags for a tiny, fast run on a test tree; outputs go under tmp."""
     return ["--DATASET", "shapes", "--NO_PROGRESS", "--NW", "0", "--BS", "8", f"data.root={root}",
             f"run.log_dir={tmp / 'logs'}", f"run.arch_dir={tmp / 'arch'}", f"itm.pack_dir={tmp / 'packed'}",
-            "model.hidden_size=64", "model.flat_mlp_size=32", "itm.neg_randsize=6", "itm.neg_hardsize=3",
+            "run.plots=false", "model.hidden_size=64", "model.flat_mlp_size=32", "itm.neg_randsize=6", "itm.neg_hardsize=3",
             "itm.neg_batch=7", "itm.eval_pairs=50", *extra]
 
 

@@ -654,6 +654,54 @@ def case_check_data_unknown_task(t, capsys):
     check_dataset(cfg)
 
 
+def case_viz_argument_count(t, capsys):
+    from mmnas.viz.__main__ import metrics_file
+    metrics_file(["logs", "s1", "extra"])
+
+
+def case_stability_empty_arch_file(t, capsys):
+    from mmnas.nas.stability import load_runs
+    full, empty = t.tmp / "full.json", t.tmp / "empty.json"
+    full.write_text(json.dumps({"epoch0": SMALL_GENOTYPE}))
+    empty.write_text("{}")
+    load_runs([full, empty])
+
+
+def case_stability_metrics_node_counts(t, capsys):
+    from mmnas.nas.stability import mean_probs
+
+    def metrics(name: str, enc_nodes: int) -> Path:
+        probs = {"enc": [{"self_att_64": 0.5, "feed_forward": 0.5}] * enc_nodes,
+                 "dec": [{"guided_att_64": 1.0}]}
+        (t.tmp / name).write_text(json.dumps({"stage": "search", "epoch": 1, "probs": probs}) + "\n")
+        return t.tmp / name
+    mean_probs([metrics("metrics_a.jsonl", 1), metrics("metrics_b.jsonl", 2)])
+
+
+def _compare(t: Trees, *argv: str):
+    from mmnas.compare import build_parser, compare
+    args, passthrough = build_parser().parse_known_args(["--task", "vqa", "--arch", "random", "--dry-run",
+                                                         "--out", str(t.tmp / "cmp"), *argv])
+    compare(args, passthrough)
+
+
+def case_compare_no_arch_file(t, capsys):
+    from mmnas.compare import parse_arch
+    parse_arch("x=")
+
+
+def case_compare_epoch_budget(t, capsys):
+    _compare(t, "--epochs", "0")
+
+
+def case_compare_rejected_arguments(t, capsys):
+    _compare(t, "--BOGUS")
+
+
+def case_compare_run_command(t, capsys):
+    _compare(t, "--name=-x")  # --VERSION -x_random_s1 reads as a flag
+
+
 CASES: dict[str, Callable] = {name[len("case_"):].replace("_", "-"): fn for name, fn in list(globals().items())
                               if name.startswith("case_")}
 

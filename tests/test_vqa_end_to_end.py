@@ -18,7 +18,8 @@ TRAIN = ["--ARCH_PATH", "arch/mmnas_vqa.json"]
 
 
 def test_search_one_epoch_writes_arch_checkpoint_and_logs(vqa_root, tmp_path):
-    rc = main("vqa", "search", run_args(vqa_root, tmp_path, "--VERSION", "s1", "optim.max_epoch=1", *SEARCH))
+    rc = main("vqa", "search", run_args(vqa_root, tmp_path, "--VERSION", "s1", "optim.max_epoch=1", *SEARCH,
+                                        "run.plots=true"))
     assert rc == 0
     table = read_arch_file(tmp_path / "arch" / "s1.json")
     assert list(table) == ["epoch1"]
@@ -32,6 +33,10 @@ def test_search_one_epoch_writes_arch_checkpoint_and_logs(vqa_root, tmp_path):
     rec = json.loads((tmp_path / "logs" / "log" / "metrics_s1.jsonl").read_text().splitlines()[-1])
     assert rec["arch_steps_samples"] > 0 and set(rec["probs"]) == {"enc", "dec"}
     assert (tmp_path / "logs" / "log" / "config_s1.yaml").is_file()
+    # The pictures of the search, redrawn after its epoch (run.plots).
+    plots = sorted(p.name for p in (tmp_path / "logs" / "plots" / "s1").glob("*.png"))
+    assert plots == ["alpha_probs.png", "search_curves.png"]
+    assert all((tmp_path / "logs" / "plots" / "s1" / p).stat().st_size > 1000 for p in plots)
 
 
 def test_train_val_test_through_the_cli(vqa_root, tmp_path):

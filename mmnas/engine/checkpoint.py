@@ -65,20 +65,51 @@ def load_checkpoint(path: str | os.PathLike, task: str | None = None, stage: str
     return ckpt
 
 
-def checkpoint_path(log_dir: str, version: str, epoch: int) -> Path:
-    return Path(log_dir) / "ckpts" / f"{version}_epoch{epoch}.pkl"
+def checkpoint_path(log_dir: str, version: str, epoch: int, step: int | None = None) -> Path:
+    """logs/ckpts/<VERSION>_epoch<N>.pkl after N whole epochs; <VERSION>_epoch<N>_step<S>.pkl inside epoch N + 1."""
+    suffix = f"_step{step}" if step is not None else ""
+    return Path(log_dir) / "ckpts" / f"{version}_epoch{epoch}{suffix}.pkl"
+
+
+def _checkpoint_order(name: str, prefix: str) -> tuple[int, int] | None:
+    """(epochs done, step inside the next epoch or 0) of a checkpoint file name of this run, else None."""
+    if not (name.startswith(prefix) and name.endswith(".pkl")):
+        return None
+    epoch, _, step = name[len(prefix):-4].partition("_step")
+    if not epoch.isdigit() or (step and not step.isdigit()):
+        return None
+    return int(epoch), int(step or 0)
+
+
+def run_checkpoints(log_dir: str, version: str) -> list[Path]:
+    """Every complete checkpoint of a run, oldest first (temp files of an interrupted write are not included)."""
+    folder = Path(log_dir) / "ckpts"
+    if not folder.is_dir():
+        return []
+    prefix = f"{version}_epoch"
+    found = [(order, p) for p in folder.iterdir() if (order := _checkpoint_order(p.name, prefix)) is not None]
+    return [p for _, p in sorted(found)]
 
 
 def latest_checkpoint(log_dir: str, version: str) -> Path | None:
-    """The highest-epoch complete checkpoint of a run (temp files of an interrupted write are ignored)."""
-    best, best_epoch = None, -1
-    folder = Path(log_dir) / "ckpts"
+    """The newest complete checkpoint of a run: the highest epoch, and within it a later step checkpoint."""
+    found = run_checkpoints(log_dir, version)
+    return found[-1] if found else None
+
+
+def prune_step_checkpoints(log_dir: str, version: str, newest: Path) -> None:
+    """Remove the run's step checkpoints older than `newest` (just written): they only serve to resume inside an
+    epoch, and `newest` exists complete before any of them is removed. Epoch checkpoints are never removed."""
     prefix = f"{version}_epoch"
-    if not folder.is_dir():
-        return None
-    for p in folder.iterdir():
-        if p.name.startswith(prefix) and p.name.endswith(".pkl") and p.name[len(prefix):-4].isdigit():
-            e = int(p.name[len(prefix):-4])
-            if e > best_epoch:
-                best, best_epoch = p, e
-    return best
+    limit = _checkpoint_order(newest.name, prefix)
+    for p in run_checkpoints(log_dir, version):
+        if "_step" in p.name and p != newest and limit is not None and _checkpoint_order(p.name, prefix) < limit:
+            p.unlink(missing_ok=True)
+
+
+def remove_stale_temp_files(log_dir: str, version: str) -> None:
+    """Temp files a killed run left half-written (never read; removed when the run starts again)."""
+    folder = Path(log_dir) / "ckpts"
+    if folder.is_dir():
+        for p in folder.glob(f".{version}_epoch*.tmp"):
+            p.unlink(missing_ok=True)

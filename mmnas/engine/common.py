@@ -44,11 +44,13 @@ class EpochSampler(Sampler[int]):
         self.seed = seed
         self.salt = salt
         self.epoch = 0
+        self.start = 0
         self.equal_shards = equal_shards
         self.rank, self.world = dist.rank(), dist.world_size()
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Epoch `epoch`'s order, from position `start` of this process's share (a run resumed inside an epoch)."""
+        self.epoch, self.start = epoch, start
 
     def order(self) -> list[int]:
         """The whole epoch's order, before sharding."""
@@ -59,17 +61,17 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         order = self.order()
-        if self.world == 1:
-            return iter(order)
-        if self.equal_shards:
-            order = order[:len(order) // self.world * self.world]
-        return iter(order[self.rank::self.world])
+        if self.world > 1:
+            if self.equal_shards:
+                order = order[:len(order) // self.world * self.world]
+            order = order[self.rank::self.world]
+        return iter(order[self.start:])
 
     def __len__(self) -> int:
         n = len(self.indices)
-        if self.world == 1:
-            return n
-        return n // self.world if self.equal_shards else len(range(self.rank, n, self.world))
+        if self.world > 1:
+            n = n // self.world if self.equal_shards else len(range(self.rank, n, self.world))
+        return max(n - self.start, 0)
 
 
 def make_loader(dataset: Dataset, sampler: Sampler, batch_size: int, num_workers: int,

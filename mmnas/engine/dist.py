@@ -167,23 +167,34 @@ def process_group(plan: ProcessPlan, local_rank: int = 0) -> Iterator[None]:
         _LOCAL_RANK, _USE_CUDA = 0, None
 
 
+def message_and_code(e: BaseException) -> tuple[str, int]:
+    """How the scripts report a known error: 'error: …' and exit code 2, or (a run stopped on request, which has
+    an `exit_code`) 'stopped: …' and 128 + the signal's number."""
+    code = getattr(e, "exit_code", 2)
+    return f"{'error' if code == 2 else 'stopped'}: {e}", code
+
+
 def _worker(local_rank: int, fn: Callable[..., Any], args: tuple, plan: ProcessPlan, error_dir: str,
             known_errors: tuple[type[BaseException], ...]) -> None:
+    # Out of the terminal's process group: Ctrl-C reaches the parent alone, which passes it on exactly once.
+    os.setpgrp()
     with process_group(plan, local_rank):
         try:
             fn(*args)
         except known_errors as e:
             # The parent prints one message for the whole run (the lowest failing rank's), not one per process.
-            Path(error_dir, f"rank{local_rank}.txt").write_text(str(e), encoding="utf-8")
-            sys.exit(2)
+            message, code = message_and_code(e)
+            Path(error_dir, f"rank{local_rank}.txt").write_text(f"{code}\n{message}", encoding="utf-8")
+            sys.exit(code)
 
 
 def spawn(fn: Callable[..., Any], args: tuple, plan: ProcessPlan,
           known_errors: tuple[type[BaseException], ...] = (UserError,)) -> int:
     """Run `fn(*args)` in `plan.nprocs` new processes of one process group on this machine and wait for all.
 
-    A failure anywhere stops every process within seconds and is reported once here: a user error by its message
-    (exit code 2), a crash by its traceback or signal (exit code 1)."""
+    A failure anywhere stops every process within seconds and is reported once here: a known error by its message
+    and code, a crash by its traceback or signal (exit code 1). SIGTERM / SIGINT sent to this process are passed
+    to the processes once (they finish their step and checkpoint); a second one stops them at once."""
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(free_port())   # a str: the release put an int here and crashed
     if plan.cuda:
@@ -191,31 +202,35 @@ def spawn(fn: Callable[..., Any], args: tuple, plan: ProcessPlan,
     with tempfile.TemporaryDirectory(prefix="mmnas-errors-") as error_dir:
         context = mp.start_processes(_worker, args=(fn, args, plan, error_dir, known_errors), nprocs=plan.nprocs,
                                      join=False, start_method="spawn")
+        forwarded: list[int] = []
+
+        def forward(signum: int, frame: Any) -> None:
+            forwarded.append(signum)
+            for proc in context.processes:
+                if proc.is_alive():
+                    os.kill(proc.pid, signum if len(forwarded) == 1 else signal.SIGKILL)
+
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             while not context.join(grace_period=3):
                 pass
         except ProcessException as e:
             messages = sorted(Path(error_dir).glob("rank*.txt"))
             if messages:
-                print(f"error: {messages[0].read_text(encoding='utf-8')}", file=sys.stderr)
-                return 2
+                code, message = messages[0].read_text(encoding="utf-8").split("\n", 1)
+                print(message, file=sys.stderr)
+                return int(code)
             if isinstance(e, ProcessExitedException) and e.signal_name:
-                print(f"error: process {e.error_index} of {plan.nprocs} (pid {e.error_pid}) was killed by {e.signal_name}; "
-                      f"the other processes were stopped. Every checkpoint written before is intact: continue with "
-                      f"--RESUME.", file=sys.stderr)
+                print(f"error: process {e.error_index} of {plan.nprocs} (pid {e.error_pid}) was killed by "
+                      f"{e.signal_name}; the other processes were stopped. Every checkpoint written before is "
+                      f"intact: continue with --RESUME.", file=sys.stderr)
             else:
                 print(f"error: process {e.error_index} of {plan.nprocs} failed and the others were stopped.{e}",
                       file=sys.stderr)
             return 1
-        except KeyboardInterrupt:
-            for p in context.processes:
-                if p.is_alive():
-                    os.kill(p.pid, signal.SIGINT)
-            for p in context.processes:
-                p.join(10)
-                if p.is_alive():
-                    p.kill()
-            raise
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
     return 0
 
 
@@ -247,13 +262,13 @@ def all_gather_objects(obj: Any) -> list[Any]:
     return out
 
 
-def any_process(flag: bool) -> bool:
-    """True on every process when `flag` is true on at least one."""
+def any_flags(flags: list[bool]) -> list[bool]:
+    """Each flag, true on every process when it is true on at least one (one all-reduce for all)."""
     if world_size() == 1:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=_comm_device())
+        return list(flags)
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=_comm_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return [bool(v > 0) for v in t.tolist()]
 
 
 def sum_arrays(array: np.ndarray) -> np.ndarray:

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
 from mmnas.config import Config
 from mmnas.engine import dist
-from mmnas.engine.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint
+from mmnas.engine.checkpoint import (checkpoint_path, latest_checkpoint, load_checkpoint, prune_step_checkpoints,
+                                     remove_stale_temp_files, save_checkpoint)
+from mmnas.engine.guard import (NonFiniteError, NonFiniteStep, RunStopped, StopSignals, agree, is_finite,
+                                sample_ids, signal_name)
 from mmnas.engine.common import progress_bar, resolve_seed
 from mmnas.engine.runlog import RunLogger
 from mmnas.errors import UserError
@@ -31,6 +34,7 @@ class Run:
             raise UserError("--AMP fp16 needs CUDA (float16 autocast on a CPU is slow and not supported by every op); "
                             "use --AMP bf16 on the CPU, or run on a GPU.")
         self.log = RunLogger(cfg)
+        self.stop = StopSignals()  # entered around the whole run by the scripts (mmnas.cli.run_config)
         self.world = dist.world_size()
         self.batch_size, self.loss_scale = self._batch_semantics()
 
@@ -48,8 +52,43 @@ class Run:
         return bs // self.world, float(self.world)
 
     # -- paths ------------------------------------------------------------------------------------------------
-    def ckpt_path(self, epoch: int) -> Path:
-        return checkpoint_path(self.cfg.run.log_dir, self.cfg.run.version, epoch)
+    def ckpt_path(self, epoch: int, step: int | None = None) -> Path:
+        return checkpoint_path(self.cfg.run.log_dir, self.cfg.run.version, epoch, step)
+
+    # -- checkpoints, stops and numerical guards ----------------------------------------------------------------
+    def save_state(self, state: dict[str, Any], epoch: int, step: int | None = None) -> Path:
+        """Rank 0 writes `state` atomically: after `epoch` whole epochs, or (step given) inside the next one; older
+        step checkpoints of the run are removed once this one is complete."""
+        path = self.ckpt_path(epoch, step)
+        if dist.is_main():
+            save_checkpoint(path, state)
+            prune_step_checkpoints(self.cfg.run.log_dir, self.cfg.run.version, path)
+        return path
+
+    def step_checkpoint_due(self, step: int) -> bool:
+        return self.cfg.run.ckpt_every > 0 and step % self.cfg.run.ckpt_every == 0
+
+    def check_step(self, stop: StopSignals, loss: torch.Tensor, norm: torch.Tensor | None) -> bool:
+        """Before a step is applied, on every process at once: raise NonFiniteStep if any process's loss or
+        gradient norm is NaN/inf; return whether a stop was requested anywhere (one collective for both)."""
+        bad = not is_finite(loss.detach()) or (norm is not None and not is_finite(norm))
+        bad, stopping = agree([bad, stop.requested])
+        if bad:
+            raise NonFiniteStep
+        return stopping
+
+    def fail_non_finite(self, what: str, epoch: int, step: int, batch: dict[str, Any], saved: Path) -> NoReturn:
+        raise NonFiniteError(
+            f"the {what} became NaN or infinite at epoch {epoch + 1}, step {step} (samples {sample_ids(batch)} of "
+            f"this process's batch); the step was not applied and the run stopped. The last good state is in "
+            f"{saved}. Lower the learning rate (optim.lr_base) or check those samples, then continue with --RESUME "
+            f"--CKPT_PATH {saved}.") from None
+
+    def stop_run(self, stop: StopSignals, epoch: int, step: int, saved: Path) -> NoReturn:
+        name = signal_name(stop.signum) if stop.signum is not None else "a signal to another process"
+        self.log.write(f"{name}: stopped after step {step} (epoch {epoch + 1}); checkpoint {saved}")
+        raise RunStopped(f"stopped by {name} after step {step} (epoch {epoch + 1}); the checkpoint {saved} holds "
+                          f"the state: continue with --RESUME --VERSION {self.cfg.run.version}.", stop.signum or 15)
 
     def result_path(self) -> Path:
         return Path(self.cfg.run.log_dir) / "ckpts" / "result_test" / f"result_{self.cfg.run.version}.json"
@@ -72,6 +111,7 @@ class Run:
 
     def resume_checkpoint(self) -> dict[str, Any]:
         """--RESUME: --CKPT_PATH if given, else the run's latest complete checkpoint."""
+        remove_stale_temp_files(self.cfg.run.log_dir, self.cfg.run.version)
         path = self.cfg.run.ckpt_path or latest_checkpoint(self.cfg.run.log_dir, self.cfg.run.version)
         if not path:
             raise UserError(f"--RESUME needs a checkpoint: none found for --VERSION {self.cfg.run.version!r} in "

@@ -24,6 +24,7 @@ class RunLogger:
         self.metrics_path = self.dir / f"metrics_{cfg.run.version}.jsonl"
         self.config_path = self.dir / f"config_{cfg.run.version}.yaml"
         self.active = dist.is_main()
+        self._tensorboard = None
 
     def start(self) -> None:
         if not self.active:
@@ -45,8 +46,25 @@ class RunLogger:
             f.write(line + "\n")
 
     def metrics(self, record: dict[str, Any]) -> None:
+        """Append one record (one write of one line: a killed run never leaves half a record); then, for an epoch
+        record, redraw the run's pictures (run.plots) and add TensorBoard scalars (run.tensorboard)."""
         if not self.active:
             return
         record = {"time": datetime.datetime.now().isoformat(timespec="seconds"), **record}
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        if "epoch" not in record:
+            return
+        if self.cfg.run.plots:
+            from mmnas.viz import plots_dir, try_draw_run
+            try_draw_run(self.metrics_path, plots_dir(self.cfg.run.log_dir, self.cfg.run.version), warn=self.write)
+        if self.cfg.run.tensorboard:
+            if self._tensorboard is None:
+                from mmnas.viz.tensorboard import ScalarWriter
+                self._tensorboard = ScalarWriter(Path(self.cfg.run.log_dir) / "tb" / self.cfg.run.version)
+                if not self._tensorboard.available:
+                    self.write("run.tensorboard=true but the tensorboard package is not installed: no scalars "
+                               "written (pip install tensorboard).")
+            self._tensorboard.add_record(record)
+            if self._tensorboard.available:
+                self._tensorboard.writer.flush()

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from mmnas.engine import dist
-from mmnas.engine.checkpoint import save_checkpoint
+from mmnas.engine.guard import NonFiniteStep, StopSignals, agree, grad_norm, is_finite
 from mmnas.engine.common import (EpochSampler, autocast, build_optimizer, diversify_rng, format_metrics,
                                  gather_rng_state, make_loader, resume_rng, seed_everything, set_lr)
 from mmnas.engine.run import Run
@@ -21,7 +21,7 @@ from mmnas.errors import UserError
 from mmnas.models.build import build_supernet, resolve_genotype
 from mmnas.nas import supernet as sn
 from mmnas.nas.arch_step import arch_step_due
-from mmnas.nas.genotype import append_genotype
+from mmnas.nas.genotype import Genotype, append_genotype
 
 
 @contextlib.contextmanager
@@ -92,7 +92,8 @@ class Searcher(Run):
         path_gen = torch.Generator().manual_seed(cfg.run.seed + 1)
         self.scalers = {name: torch.amp.GradScaler(self.device.type, enabled=cfg.run.amp == "fp16")
                         for name in ("weight", "arch")}
-        start_epoch, step, unchanged = 0, 0, 0
+        start_epoch, step, unchanged, done, a_drawn, partial = 0, 0, 0, 0, 0, [0.0, 0.0, 0, 0]
+        previous = net.genotype()
         diversify_rng(cfg.run.seed)
         if ckpt is not None:
             net.load_state_dict(ckpt["model"])
@@ -101,6 +102,10 @@ class Searcher(Run):
             for name, state in ckpt.get("scalers", {}).items():
                 self.scalers[name].load_state_dict(state)
             start_epoch, step, unchanged = ckpt["epoch"], ckpt["step"], ckpt.get("unchanged", 0)
+            done, a_drawn = ckpt.get("batches_done", 0), ckpt.get("alpha_batches", 0)
+            partial = ckpt.get("partial", partial)
+            previous = Genotype.from_dict(ckpt.get("previous_genotype", ckpt["genotype"]))
+            self.task.load_state_dict(ckpt.get("task_state", {}))
             note = resume_rng(ckpt, cfg.run.seed, {"paths": path_gen})
             if note:
                 self.log.write(note)
@@ -114,33 +119,73 @@ class Searcher(Run):
                        f"{len(w_loader)} steps/epoch, mode {sc.mode}, α from epoch {sc.alpha_start} every "
                        f"{sc.alpha_every} steps; {sum(p.numel() for p in weights):,} weights; device {self.device}")
         self.log_layout()
-        previous = net.genotype()
+        steps_per_epoch, alpha_per_pass = len(w_loader), len(a_loader)
         record: dict[str, Any] = {}
+        lr = 0.0
+
+        def state(epoch: int, batches_done: int = 0, sums: list | None = None, drawn: int = 0) -> dict[str, Any]:
+            """A checkpoint after `epoch` whole epochs and `batches_done` steps of the next (a collective)."""
+            return {"task": cfg.task, "stage": "search", "epoch": epoch, "step": step, "unchanged": unchanged,
+                    "batches_done": batches_done, "alpha_batches": drawn, "partial": list(sums or [0.0, 0.0, 0, 0]),
+                    "previous_genotype": previous.to_dict(), "task_state": self.task.state_dict(),
+                    "model": self.model_state(net), "optimizer": optimizer.state_dict(),
+                    "alpha_optimizer": alpha_opt.state_dict(), "genotype": net.genotype().to_dict(),
+                    "config": cfg.to_dict(), "meta": self.task.meta(),
+                    **({"scalers": {k: v.state_dict() for k, v in self.scalers.items()}}
+                       if cfg.run.amp == "fp16" else {}),
+                    **gather_rng_state({"paths": path_gen})}
+
+        if done:
+            self.log.write(f"continuing epoch {start_epoch + 1} after its first {done} steps")
+        stop = self.stop
         for epoch in range(start_epoch, cfg.optim.max_epoch):
-            w_sampler.set_epoch(epoch)
-            a_sampler.set_epoch(epoch)
+            w_sampler.set_epoch(epoch, done * self.batch_size)
+            a_sampler.set_epoch(epoch, (a_drawn % alpha_per_pass) * self.batch_size)
             alpha_iter = iter(a_loader)
-            with net.sampling("derived"):
-                self.task.on_epoch_start(net, epoch, self.device)
+            if not done:  # a run resumed inside the epoch has the epoch's task state (ITM negatives) back
+                with net.sampling("derived"):
+                    self.task.on_epoch_start(net, epoch, self.device)
             net.train()
-            loss_sum, arch_loss_sum, n, n_arch, t0 = 0.0, 0.0, 0, 0, time.time()
-            bar = self.progress(w_loader, desc=f"search {epoch + 1}/{cfg.optim.max_epoch}")
-            for i, batch in enumerate(bar):
-                step += 1
-                lr = learning_rate(step, epoch, len(w_loader), cfg.optim.lr_base, cfg.optim.warmup,
+            (loss_sum, arch_loss_sum, n, n_arch), t0 = partial, time.time()
+            bar = self.progress(w_loader, desc=f"search {epoch + 1}/{cfg.optim.max_epoch}", initial=done,
+                                total=steps_per_epoch)
+            for i, batch in enumerate(bar, start=done):
+                lr = learning_rate(step + 1, epoch, steps_per_epoch, cfg.optim.lr_base, cfg.optim.warmup,
                                    cfg.optim.lr_decay_rate, cfg.optim.lr_decay_epochs)
-                loss_sum += self.weight_step(net, optimizer, weights, dist.to_device(batch, self.device), lr, path_gen)
+                sums = [loss_sum, arch_loss_sum, n, n_arch]
+                try:
+                    loss, stopping = self.weight_step(net, optimizer, weights, dist.to_device(batch, self.device),
+                                                      lr, path_gen, stop)
+                except NonFiniteStep:
+                    saved = self.save_state(state(epoch, i, sums, a_drawn), epoch, step)
+                    self.fail_non_finite("weight-step loss or gradient", epoch, step + 1, batch, saved)
+                step += 1
+                loss_sum += loss
                 n += batch["text_ix"].size(0)
                 if arch_step_due(epoch, i, sc.alpha_start, sc.alpha_every):
                     try:
                         a_batch = next(alpha_iter)
                     except StopIteration:
+                        a_sampler.set_epoch(epoch, 0)
                         alpha_iter = iter(a_loader)
                         a_batch = next(alpha_iter)
-                    arch_loss_sum += self.arch_step(net, alpha_opt, weights, dist.to_device(a_batch, self.device),
-                                                    path_gen)
+                    a_drawn += 1
+                    try:
+                        arch_loss_sum += self.arch_step(net, alpha_opt, weights,
+                                                        dist.to_device(a_batch, self.device), path_gen)
+                    except NonFiniteStep:
+                        saved = self.save_state(state(epoch, i + 1, [loss_sum, arch_loss_sum, n, n_arch],
+                                                      a_drawn), epoch, step)
+                        self.fail_non_finite("architecture-step loss or α gradient", epoch, step, a_batch,
+                                              saved)
                     n_arch += a_batch["text_ix"].size(0)
                 bar.set_postfix(loss=f"{loss_sum / max(n, 1):.4f}", refresh=False)
+                if i + 1 < steps_per_epoch and (stopping or self.step_checkpoint_due(step)):
+                    saved = self.save_state(state(epoch, i + 1, [loss_sum, arch_loss_sum, n, n_arch], a_drawn),
+                                            epoch, step)
+                    if stopping:
+                        self.stop_run(stop, epoch, step, saved)
+            done, a_drawn, partial = 0, 0, [0.0, 0.0, 0, 0]
             dist.check_identical(alphas, "α")
             loss_sum, n, arch_loss_sum, n_arch = dist.sum_arrays(
                 np.array([loss_sum, n, arch_loss_sum, n_arch], dtype=np.float64)).tolist()
@@ -150,20 +195,11 @@ class Searcher(Run):
                           for a, b in zip(getattr(geno, cell), getattr(previous, cell)))
             unchanged = unchanged + 1 if changed == 0 else 0
             previous = geno
-            record = {"stage": "search", "epoch": epoch + 1, "step": step, "lr": lr, "loss": loss_sum / max(n, 1),
-                      "arch_loss": arch_loss_sum / n_arch if n_arch else None, "arch_steps_samples": n_arch,
-                      "genotype_changes": changed, "epoch_seconds": round(time.time() - t0, 2)}
-            if dist.is_main():
-                append_genotype(self.arch_path(), epoch + 1, geno)
-            state = {"task": cfg.task, "stage": "search", "epoch": epoch + 1, "step": step, "unchanged": unchanged,
-                     "model": self.model_state(net), "optimizer": optimizer.state_dict(),
-                     "alpha_optimizer": alpha_opt.state_dict(), "genotype": geno.to_dict(),
-                     "config": cfg.to_dict(), "meta": self.task.meta(),
-                     **({"scalers": {k: v.state_dict() for k, v in self.scalers.items()}}
-                        if cfg.run.amp == "fp16" else {}),
-                     **gather_rng_state({"paths": path_gen})}  # every process: RNG states are gathered
-            if dist.is_main():
-                save_checkpoint(self.ckpt_path(epoch + 1), state)
+            record = {"stage": "search", "epoch": epoch + 1, "step": step, "lr": lr,
+                      "loss": loss_sum / max(n, 1), "arch_loss": arch_loss_sum / n_arch if n_arch else None,
+                      "arch_steps_samples": n_arch, "genotype_changes": changed,
+                      "epoch_seconds": round(time.time() - t0, 2)}
+            end_state = state(epoch + 1)  # every process: RNG states are gathered
             with net.sampling("derived"):
                 ev, _ = self.task.evaluate(net, eval_loader, self.device, cfg.run.progress,
                                            desc="derived net on α part")
@@ -174,15 +210,22 @@ class Searcher(Run):
             self.log.write(f"  enc: {[node[0] for node in geno.enc]}")
             self.log.write(f"  dec: {[node[0] for node in geno.dec]}")
             self.log.metrics(record)
+            if dist.is_main():
+                append_genotype(self.arch_path(), epoch + 1, geno)
+            saved = self.save_state(end_state, epoch + 1)
             if sc.stop_after_unchanged and epoch >= sc.alpha_start and unchanged >= sc.stop_after_unchanged:
                 self.log.write(f"the genotype has not changed for {unchanged} epochs: stopping "
                                f"(search.stop_after_unchanged={sc.stop_after_unchanged}).")
                 break
+            if agree([stop.requested])[0] and epoch + 1 < cfg.optim.max_epoch:
+                self.stop_run(stop, epoch + 1, step, saved)
         self.log.write(f"architectures: {self.arch_path()} (train one with --ARCH_PATH {self.arch_path()} "
                        f"--ARCH_EPOCH {record.get('epoch')})")
         return record
 
-    def weight_step(self, net, optimizer, weights, batch, lr: float, gen: torch.Generator) -> float:
+    def weight_step(self, net, optimizer, weights, batch, lr: float, gen: torch.Generator,
+                    stop: StopSignals) -> tuple[float, bool]:
+        """One weight step on a sampled path; (summed loss, whether a stop was requested anywhere)."""
         mode = "darts" if self.cfg.search.mode == "darts" else "weight"
         scaler = self.scalers["weight"]
         with net.sampling(mode, gen):
@@ -194,13 +237,13 @@ class Searcher(Run):
         dist.average_gradients(weights)
         if self.cfg.search.inactive_grads == "zero":
             sn.fill_missing_grads(weights)
-        if self.cfg.optim.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(weights, self.cfg.optim.grad_clip)
+        scaler.unscale_(optimizer)
+        norm = grad_norm(weights, self.cfg.optim.grad_clip)
+        stopping = self.check_step(stop, loss, None if scaler.is_enabled() else norm)
         set_lr(optimizer, lr)
         scaler.step(optimizer)
         scaler.update()
-        return float(loss.detach())
+        return float(loss.detach()), stopping
 
     def arch_step(self, net, alpha_opt, weights, batch, gen: torch.Generator) -> float:
         mode = self.cfg.search.mode
@@ -214,6 +257,12 @@ class Searcher(Run):
             dist.average_gradients(net.gate_parameters() + net.arch_parameters())
             if mode in ("full", "two"):
                 sn.set_alpha_grads(net)
+            alphas = net.arch_parameters()
+            if not scaler.is_enabled():
+                bad = not is_finite(loss.detach()) or not all(is_finite(a.grad) for a in alphas if a.grad is not None)
+                if agree([bad])[0]:
+                    net.zero_grad(set_to_none=True)
+                    raise NonFiniteStep
             scaler.step(alpha_opt)
             scaler.update()
             sn.rescale_after_step(net)

@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 
 from mmnas.engine import dist
-from mmnas.engine.checkpoint import load_checkpoint, save_checkpoint
+from mmnas.engine.checkpoint import load_checkpoint
+from mmnas.engine.guard import NonFiniteStep, StopSignals, agree, grad_norm
 from mmnas.engine.common import (EpochSampler, autocast, build_optimizer, diversify_rng, format_metrics,
                                  gather_rng_state, make_loader, resume_rng, seed_everything, set_lr)
 from mmnas.engine.run import Run
@@ -45,7 +46,7 @@ class Trainer(Run):
         net = build_network(cfg.task, genotype, **self.task.model_kwargs(), **self.model_cfg()).to(self.device)
         optimizer = build_optimizer(list(net.parameters()), cfg.optim)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.run.amp == "fp16")
-        start_epoch, step = 0, 0
+        start_epoch, step, done, partial = 0, 0, 0, [0.0, 0]
         diversify_rng(cfg.run.seed)
         if ckpt is not None:
             net.load_state_dict(ckpt["model"])
@@ -53,6 +54,8 @@ class Trainer(Run):
             if "scaler" in ckpt:
                 self.scaler.load_state_dict(ckpt["scaler"])
             start_epoch, step = ckpt["epoch"], ckpt["step"]
+            done, partial = ckpt.get("batches_done", 0), ckpt.get("partial", partial)
+            self.task.load_state_dict(ckpt.get("task_state", {}))
             note = resume_rng(ckpt, cfg.run.seed)
             if note:
                 self.log.write(note)
@@ -61,35 +64,51 @@ class Trainer(Run):
                                                      else None) if self.world > 1 else net)
         sampler = EpochSampler(range(len(train_set)), shuffle=True, seed=cfg.run.seed)
         loader = make_loader(train_set, sampler, self.batch_size, cfg.data.num_workers)
+        steps_per_epoch = len(loader)
         val_loader = None
         if cfg.run.eval_every_epoch and not self._trains_on_val() and self.task.can_evaluate(cfg.data.val_split):
             val_loader = self._eval_loader(cfg.data.val_split)
         n_params = sum(p.numel() for p in net.parameters())
-        self.log.write(f"train split {cfg.data.train_split!r}: {len(train_set)} samples, {len(loader)} steps/epoch; "
-                       f"{n_params:,} parameters; device {self.device}")
+        self.log.write(f"train split {cfg.data.train_split!r}: {len(train_set)} samples, {steps_per_epoch} "
+                       f"steps/epoch; {n_params:,} parameters; device {self.device}")
         self.log_layout()
-        steps_per_epoch = len(loader)
+        if done:
+            self.log.write(f"continuing epoch {start_epoch + 1} after its first {done} steps")
         metrics: dict[str, Any] = {}
+        lr = 0.0
+        stop = self.stop
         for epoch in range(start_epoch, cfg.optim.max_epoch):
-            sampler.set_epoch(epoch)
-            self.task.on_epoch_start(net, epoch, self.device)
+            sampler.set_epoch(epoch, done * self.batch_size)
+            if not done:  # a run resumed inside the epoch has the epoch's task state (ITM negatives) back
+                self.task.on_epoch_start(net, epoch, self.device)
             model.train()
-            loss_sum, n_samples, t0 = 0.0, 0, time.time()
-            bar = self.progress(loader, desc=f"epoch {epoch + 1}/{cfg.optim.max_epoch}")
-            for batch in bar:
-                step += 1
-                lr = learning_rate(step, epoch, steps_per_epoch, cfg.optim.lr_base, cfg.optim.warmup,
+            (loss_sum, n_samples), t0 = partial, time.time()
+            bar = self.progress(loader, desc=f"epoch {epoch + 1}/{cfg.optim.max_epoch}",
+                                initial=done, total=steps_per_epoch)
+            for i, batch in enumerate(bar, start=done + 1):
+                lr = learning_rate(step + 1, epoch, steps_per_epoch, cfg.optim.lr_base, cfg.optim.warmup,
                                    cfg.optim.lr_decay_rate, cfg.optim.lr_decay_epochs)
-                loss = self.train_step(model, optimizer, dist.to_device(batch, self.device), lr)
+                try:
+                    loss, stopping = self.train_step(model, optimizer, dist.to_device(batch, self.device), lr,
+                                                     stop)
+                except NonFiniteStep:
+                    saved = self.save_state(self._state(net, optimizer, genotype, epoch, step, i - 1,
+                                                        [loss_sum, n_samples]), epoch, step)
+                    self.fail_non_finite("training loss or gradient", epoch, step + 1, batch, saved)
+                step += 1
                 loss_sum += loss
                 n_samples += batch["text_ix"].size(0)
                 bar.set_postfix(loss=f"{loss / batch['text_ix'].size(0):.4f}", lr=f"{lr:.2e}", refresh=False)
+                if i < steps_per_epoch and (stopping or self.step_checkpoint_due(step)):
+                    saved = self.save_state(self._state(net, optimizer, genotype, epoch, step, i,
+                                                        [loss_sum, n_samples]), epoch, step)
+                    if stopping:
+                        self.stop_run(stop, epoch, step, saved)
+            done, partial = 0, [0.0, 0]
             loss_sum, n_samples = dist.sum_arrays(np.array([loss_sum, n_samples], dtype=np.float64))
             record = {"stage": "train", "epoch": epoch + 1, "step": step, "lr": lr,
                       "loss": float(loss_sum / max(n_samples, 1)), "epoch_seconds": round(time.time() - t0, 2)}
-            state = self._state(net, optimizer, genotype, epoch + 1, step)  # every process: RNG states are gathered
-            if dist.is_main():
-                save_checkpoint(self.ckpt_path(epoch + 1), state)
+            state = self._state(net, optimizer, genotype, epoch + 1, step)  # every process: RNG is gathered
             if val_loader is not None:
                 ev, _ = self.task.evaluate(net, val_loader, self.device, cfg.run.progress, desc="val")
                 record.update({f"val_{k}": v for k, v in ev.items() if isinstance(v, (int, float))})
@@ -97,28 +116,40 @@ class Trainer(Run):
                     record["val_perAnswerType"] = ev["perAnswerType"]
             self.log.write(f"epoch {epoch + 1}: {format_metrics(record)}")
             self.log.metrics(record)
+            saved = self.save_state(state, epoch + 1)
             metrics = record
+            if agree([stop.requested])[0] and epoch + 1 < cfg.optim.max_epoch:
+                self.stop_run(stop, epoch + 1, step, saved)
         return metrics
 
-    def train_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, lr: float) -> float:
+    def train_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, lr: float,
+                   stop: StopSignals) -> tuple[float, bool]:
+        """One step; (the batch's summed loss, whether a stop was requested). Nothing is applied and
+        NonFiniteStep is raised when the loss or the gradient is not finite on some process."""
         with autocast(self.device, self.cfg.run.amp):
             out = self.task.forward_loss(model, batch)
         loss = out["loss"] * self.loss_scale if self.loss_scale != 1 else out["loss"]
         optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        if self.cfg.optim.grad_clip > 0:
-            self.scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), self.cfg.optim.grad_clip)
+        self.scaler.unscale_(optimizer)
+        norm = grad_norm(model.parameters(), self.cfg.optim.grad_clip)
+        # fp16's loss scaler skips steps with inf gradients itself (and lowers its scale): not a stop there.
+        stopping = self.check_step(stop, out["loss"], None if self.scaler.is_enabled() else norm)
         set_lr(optimizer, lr)
         self.scaler.step(optimizer)
         self.scaler.update()
-        return float(out["loss"].detach())
+        return float(out["loss"].detach()), stopping
 
     def _trains_on_val(self) -> bool:
         return "val" in self.cfg.data.train_split.split("+")
 
-    def _state(self, model, optimizer, genotype: Genotype, epoch: int, step: int) -> dict[str, Any]:
+    def _state(self, model, optimizer, genotype: Genotype, epoch: int, step: int, batches_done: int = 0,
+               partial: list | None = None) -> dict[str, Any]:
+        """A checkpoint's contents after `epoch` whole epochs and `batches_done` steps of the next (a collective:
+        every process calls it)."""
         return {"task": self.cfg.task, "stage": "train", "epoch": epoch, "step": step,
+                "batches_done": batches_done, "partial": list(partial or [0.0, 0]),
+                "task_state": self.task.state_dict(),
                 "model": self.model_state(model), "optimizer": optimizer.state_dict(),
                 "genotype": genotype.to_dict(), "config": self.cfg.to_dict(), "meta": self.task.meta(),
                 **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}), **gather_rng_state()}

@@ -100,6 +100,14 @@ class Task:
     def on_epoch_start(self, model: nn.Module, epoch: int, device: torch.device) -> None:
         """Work before each training/search epoch (ITM mines hard negatives here); nothing by default."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """Task state that training changes and a checkpoint must carry (ITM: the current negatives); tensors and
+        plain values only (checkpoints are read with weights_only=True)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()` after the training dataset was built."""
+
     def can_evaluate(self, split: str) -> bool:
         """Whether the split has ground truth to compute the metric."""
         raise NotImplementedError

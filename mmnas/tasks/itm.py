@@ -239,6 +239,22 @@ class ITMTask(Task):
                   f"image and per caption): {stats['pairs']:,} pairs in {stats['seconds']} s "
                   f"({stats['pairs_per_second']:,.0f} pairs/s)", flush=True)
 
+    def state_dict(self) -> dict[str, Any]:
+        ds = self.train_set
+        if ds is None:
+            return {}
+        return {"neg_captions": torch.from_numpy(ds.neg_captions), "neg_images": torch.from_numpy(ds.neg_images),
+                "epoch": ds.epoch, "mined_epoch": -1 if ds.mined_epoch is None else ds.mined_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """The negatives of the checkpoint's epoch, so a resumed run samples exactly as an uninterrupted one (also
+        between two minings, when neg_every > 1)."""
+        ds = self.train_set
+        if ds is None or not state:
+            return
+        ds.set_negatives(state["neg_captions"].numpy(), state["neg_images"].numpy(), int(state["epoch"]))
+        ds.mined_epoch = None if int(state["mined_epoch"]) < 0 else int(state["mined_epoch"])
+
     # -- loss -----------------------------------------------------------------------------------------------------
     def forward_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         """Scores of the B positives (image, caption), the B negative captions (image, neg caption) and the B
