@@ -78,3 +78,23 @@ def test_train_val_test_through_the_cli(tree, tmp_path):
     assert {k: report[k] for k in ("i2t", "t2i", "rsum")} == retrieval.retrieval_metrics(matrix)
     log = (tmp_path / "logs" / "log" / "log_t1t.txt").read_text()
     assert "result_t1t.json" in log
+
+
+def test_two_processes_mine_and_score_like_one(tree, tmp_path):
+    """Hard-negative mining and the whole-matrix scoring split over 2 processes (5 test images: 3 + 2) give the
+    one-process scores and metrics."""
+    arch = tmp_path / "g.json"
+    arch.write_text(json.dumps({"epoch0": {"enc": [["self_att_64"], ["feed_forward"]],
+                                           "dec": [["rel_self_att_64"], ["guided_att_64"], ["feed_forward"]]}}))
+    common = ["--ARCH_PATH", str(arch), "--SEED", "3", "itm.neg_start_epoch=0"]
+    assert main("itm", "train", run_args(tree, tmp_path, "--VERSION", "d", "optim.max_epoch=1", "--NPROC", "2",
+                                         *common)) == 0
+    ckpt = str(tmp_path / "logs" / "ckpts" / "d_epoch1.pkl")
+    for n in ("1", "2"):
+        assert main("itm", "train", run_args(tree, tmp_path, "--VERSION", f"t{n}", "--RUN", "test", "--NPROC", n,
+                                             "--CKPT_PATH", ckpt)) == 0
+    result_dir = tmp_path / "logs" / "ckpts" / "result_test"
+    one, two = np.load(result_dir / "scores_t1.npy"), np.load(result_dir / "scores_t2.npy")
+    assert one.shape == (5, 25) and np.allclose(one, two, rtol=0, atol=1e-6)
+    reports = [json.loads((result_dir / f"result_t{n}.json").read_text()) for n in ("1", "2")]
+    assert reports[0]["rsum"] == reports[1]["rsum"]
