@@ -220,3 +220,24 @@ def test_global_batch_needs_a_divisible_batch(vqa_root, tmp_path, capfd):
     assert main("vqa", "train", args) == 2
     err = capfd.readouterr().err
     assert err.count("error:") == 1 and "splits --BS 15 over 2 processes" in err
+
+
+def test_sigterm_to_a_multi_process_run_stops_every_process_at_one_step(vqa_root, tmp_path):
+    args = run_args(vqa_root, tmp_path, "--VERSION", "t", "--NPROC", "2", "--BS", "8", "optim.max_epoch=1000",
+                    "--ARCH_PATH", "arch/mmnas_vqa.json", "run.eval_every_epoch=false")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "train_vqa.py", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "logs" / "log" / "log_t.txt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and "steps/epoch" in log.read_text()):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.count("stopped: stopped by SIGTERM") == 1 and "error" not in err.lower().replace("stderr", "")
+    from mmnas.engine.checkpoint import latest_checkpoint
+    ckpt = load_checkpoint(latest_checkpoint(str(tmp_path / "logs"), "t"))
+    assert len(ckpt["rng_ranks"]) == 2 and ckpt["step"] > 0
