@@ -241,3 +241,14 @@ def test_sigterm_to_a_multi_process_run_stops_every_process_at_one_step(vqa_root
     from mmnas.engine.checkpoint import latest_checkpoint
     ckpt = load_checkpoint(latest_checkpoint(str(tmp_path / "logs"), "t"))
     assert len(ckpt["rng_ranks"]) == 2 and ckpt["step"] > 0
+
+
+def test_resume_with_another_process_count(vqa_root, tmp_path):
+    args = run_args(vqa_root, tmp_path, "--VERSION", "c", "--SEED", "4", "--BS", "8", "--ARCH_PATH",
+                    "arch/mmnas_vqa.json", "run.eval_every_epoch=false")
+    assert main("vqa", "train", [*args, "--NPROC", "2", "optim.max_epoch=1"]) == 0
+    assert main("vqa", "train", [*args, "--RESUME", "optim.max_epoch=2"]) == 0   # one process now
+    log = (tmp_path / "logs" / "log" / "log_c.txt").read_text()
+    assert "written by 2 process(es), this run has 1" in log
+    ckpt = load_checkpoint(tmp_path / "logs" / "ckpts" / "c_epoch2.pkl")
+    assert ckpt["step"] == 26 + 51 and "rng_ranks" not in ckpt   # 408 / (2 × 8) steps, then 408 / 8
