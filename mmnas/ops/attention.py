@@ -1,4 +1,22 @@
-"""Attention ops of the search space (spec §2): self, guided and relation self-attention, with the release's numerics."""
+"""Attention ops of the search space (spec §2): self, guided and relation self-attention, with the release's numerics.
+
+Fast path (on by default; `mmnas.ops.layers.use_fast_paths(False)` gives the naive formulas):
+
+* one matrix product for q, k and v of a self-attention (k and v of a guided one), with the weights concatenated on
+  the fly, so parameters and checkpoints keep the release's separate `linear_q/k/v`;
+* padding as an additive float mask (0 / −1e9) folded with the relation bias. For a row with at least one unpadded key
+  this gives exactly the masked_fill(−1e9) numbers: the padded keys' weights are exp(−1e9 − max) = 0 either way.
+  A row whose keys are *all* padding (the release gives it uniform weights) takes the naive path on CPU, where the
+  check is free; on other devices it keeps the uniform weights whenever its logits are below 32 in magnitude
+  (−1e9 + x rounds back to −1e9 in fp32);
+* when no dropout is active (evaluation, or model.dropout = 0) and the bias needs no gradient:
+  `F.scaled_dot_product_attention` (a fused kernel that never writes the [B,h,L,L] map to memory);
+* in training with dropout, matmul → softmax → dropout → matmul written out, the attention-map dropout being
+  `mmnas.ops.layers.dropout` (1-byte mask; by default the fast mask stream described there — with
+  `set_dropout_rng("torch")` the very draws of the naive path's F.dropout, and then the same numbers). SDPA's own
+  dropout is not used: its masks could match neither.
+* the relation bias log(max(ReLU(z), 1e-6)) as one function that saves only z.
+"""
 from __future__ import annotations
 
 import math
@@ -9,7 +27,41 @@ import torch.nn.functional as F
 
 from mmnas.models.model_config import ModelConfig
 from mmnas.ops.base import ResidualOp
-from mmnas.ops.layers import NEG_INF
+from mmnas.ops.layers import NEG_INF, Dropout, dropout, fast_paths_enabled
+
+REL_MIN = 1e-6  # the relation bias is log(max(ReLU(·), 1e-6))
+
+
+class _RelationBiasFunction(torch.autograd.Function):
+    """log(max(ReLU(z), 1e-6)) = log(max(z, 1e-6)); gradient 1/z where z ≥ 1e-6 and 0 elsewhere — what autograd
+    gives through ReLU, clamp and log, with one saved tensor instead of three."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(z)
+        return torch.clamp_min(z, REL_MIN).log_()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (z,) = ctx.saved_tensors
+        # grad/z where z ≥ 1e-6, else 0 — as threshold_backward(·, z, t) with t the largest value below 1e-6 in z's
+        # dtype (it keeps z > t); torch.where with a scalar is several times slower on CPU.
+        below = torch.nextafter(torch.tensor(REL_MIN, dtype=z.dtype), torch.tensor(0.0, dtype=z.dtype)).item()
+        return torch.ops.aten.threshold_backward(grad / z, z, below)
+
+
+def relation_log_bias(z: torch.Tensor) -> torch.Tensor:
+    """The per-head relation bias log(max(ReLU(z), 1e-6)) of spec §2, z = Linear(rel) [B,N,N,h]."""
+    if not fast_paths_enabled():
+        return torch.log(torch.clamp(F.relu(z), min=REL_MIN))
+    if torch.is_grad_enabled() and z.requires_grad:
+        return _RelationBiasFunction.apply(z)
+    return torch.clamp_min(z, REL_MIN).log_()
+
+
+def _has_fully_padded_row(kv_mask: torch.Tensor | None) -> bool:
+    """Whether some query sees only padded keys (checked on CPU only, where it costs no device sync)."""
+    return kv_mask is not None and kv_mask.device.type == "cpu" and bool(kv_mask.all(-1).any())
 
 
 class MultiHeadAttention(nn.Module):
@@ -31,7 +83,7 @@ class MultiHeadAttention(nn.Module):
         self.linear_merge = nn.Linear(inner, hidden_size, bias=False)
         # The relation bias is the only biased projection of the op (release: linear_r, bias=True).
         self.linear_rel = nn.Linear(rel_size, self.heads) if rel_size else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def _split(self, t: torch.Tensor) -> torch.Tensor:
         b, n, _ = t.shape
@@ -39,19 +91,60 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, q_in: torch.Tensor, kv_in: torch.Tensor, kv_mask: torch.Tensor | None,
                 rel: torch.Tensor | None = None) -> torch.Tensor:
+        if self.linear_rel is not None and rel is None:
+            raise ValueError("a relation attention op needs the projected geometry `rel` [B,N,N,rel_size]")
+        if fast_paths_enabled() and not _has_fully_padded_row(kv_mask):
+            return self._forward_fast(q_in, kv_in, kv_mask, rel)
+        return self._forward_naive(q_in, kv_in, kv_mask, rel)
+
+    def _forward_naive(self, q_in, kv_in, kv_mask, rel):
+        """The formula as the spec writes it (the reference of the fast path)."""
         q = self._split(self.linear_q(q_in))
         k = self._split(self.linear_k(kv_in))
         v = self._split(self.linear_v(kv_in))
         logits = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.head_size)  # [B,h,Lq,Lk]
         if self.linear_rel is not None:
-            if rel is None:
-                raise ValueError("a relation attention op needs the projected geometry `rel` [B,N,N,rel_size]")
             bias = F.relu(self.linear_rel(rel)).permute(0, 3, 1, 2)  # [B,h,N,N]
-            logits = logits + torch.log(torch.clamp(bias, min=1e-6))
+            logits = logits + torch.log(torch.clamp(bias, min=REL_MIN))
         if kv_mask is not None:
             logits = logits.masked_fill(kv_mask, NEG_INF)
-        att = self.dropout(torch.softmax(logits, dim=-1))
+        att = F.dropout(torch.softmax(logits, dim=-1), self.dropout.p, self.training)
         out = torch.matmul(att, v).transpose(1, 2).reshape(q_in.size(0), -1, self.inner)
+        return self.linear_merge(out)
+
+    def _project(self, q_in: torch.Tensor, kv_in: torch.Tensor):
+        """q, k, v [B,h,L,d] (strided views) from one matrix product per input stream."""
+        b, lq, lk, h, d = q_in.size(0), q_in.size(1), kv_in.size(1), self.heads, self.head_size
+        if q_in is kv_in:
+            weight = torch.cat([self.linear_q.weight, self.linear_k.weight, self.linear_v.weight])
+            q, k, v = F.linear(q_in, weight).view(b, lq, 3, h, d).unbind(2)
+        else:
+            q = self.linear_q(q_in).view(b, lq, h, d)
+            k, v = F.linear(kv_in, torch.cat([self.linear_k.weight, self.linear_v.weight])).view(b, lk, 2, h, d) \
+                .unbind(2)
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+    def _forward_fast(self, q_in, kv_in, kv_mask, rel):
+        q, k, v = self._project(q_in, kv_in)
+        mask = None
+        if kv_mask is not None:  # [B,1,1,Lk]: 0 for keys, −1e9 for padding
+            mask = torch.zeros(kv_mask.shape, dtype=q.dtype, device=q.device).masked_fill_(kv_mask, NEG_INF)
+        bias = None
+        if self.linear_rel is not None:
+            bias = relation_log_bias(self.linear_rel(rel)).permute(0, 3, 1, 2)  # [B,h,N,N]
+        p = self.dropout.p if self.training else 0.0
+        if p == 0.0 and not (bias is not None and bias.requires_grad):
+            attn_mask = mask if bias is None else (bias if mask is None else bias + mask)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0 / math.sqrt(self.head_size))
+        else:
+            # matmul's result is fresh and its backward does not read it: scale and mask in place.
+            logits = torch.matmul(q, k.transpose(-2, -1)).div_(math.sqrt(self.head_size))  # [B,h,Lq,Lk]
+            if bias is not None:
+                logits = logits.add_(bias)
+            if mask is not None:
+                logits = logits.add_(mask)
+            out = torch.matmul(dropout(torch.softmax(logits, dim=-1), p, True), v)
+        out = out.transpose(1, 2).reshape(q_in.size(0), -1, self.inner)
         return self.linear_merge(out)
 
 

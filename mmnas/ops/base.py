@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from mmnas.models.model_config import ModelConfig
-from mmnas.ops.layers import LayerNorm
+from mmnas.ops.layers import Dropout, LayerNorm
 
 
 class ResidualOp(nn.Module):
@@ -17,7 +17,7 @@ class ResidualOp(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.residual = cfg.ops_residual
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)  # the cheap mask stream of layers.dropout (same distribution)
         self.norm = LayerNorm(cfg.hidden_size) if cfg.ops_norm else None
 
     def transform(self, s: torch.Tensor, other: torch.Tensor | None, s_mask: torch.Tensor | None,

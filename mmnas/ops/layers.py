@@ -1,11 +1,191 @@
-"""Building blocks shared by ops and heads (spec §2 LayerNorm, §3 AttFlat): the release's LayerNorm, a two-layer MLP, attention pooling."""
+"""Building blocks shared by ops and heads (spec §2 LayerNorm and dropout, §3 AttFlat): the release's LayerNorm, dropout,
+a two-layer MLP, attention pooling — each with a fast path, and the naive formulas behind `use_fast_paths(False)`
+(or MMNAS_FAST_OPS=0). benchmarks/README.md has the measured effect of each.
+
+* LayerNorm: the row statistics come from one fused `native_layer_norm` pass and the backward is written by hand
+  (two row reductions done as matrix-vector products) instead of autograd through var_mean/sqrt/div. Same formula,
+  equal to fp32 rounding; it saves one normalised tensor per call instead of five.
+* ReLU → Dropout inside the MLP: one function that saves only its output (which the next Linear saves anyway): the
+  backward mask `out > 0` is exactly "ReLU passed and dropout kept".
+* Dropout keeps a 1-byte mask for the backward instead of F.dropout's 4-byte noise tensor.
+
+Dropout masks on CPU in training — a deliberate choice: the fast path draws them from a NumPy PCG64 stream seeded by
+one draw of torch's default generator (so `torch.manual_seed` still reproduces a run, and a checkpoint that saves
+torch's RNG state resumes the same stream), with P(drop) = round(p·2³²)/2³², the same distribution to 1e-10. Torch's
+CPU `bernoulli_` costs two Mersenne-Twister draws per element (~15–20 ns); at the release's VQA sizes (about 200 M
+mask elements per training step at batch 64) that was a quarter of the step; this stream costs ~3 ns. The price:
+other masks than F.dropout's under the same seed, so training numbers differ from the naive path's (same
+distribution, not the same draws). `set_dropout_rng("torch")` (or MMNAS_DROPOUT_RNG=torch) keeps F.dropout's own
+draws inside the fast path — bit-identical outputs through `native_dropout`, which calls the same `bernoulli_` —
+and `use_fast_paths(False)` is F.dropout itself. On other devices F.dropout is used (it is already fused there).
+"""
 from __future__ import annotations
 
+import contextlib
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
+
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 NEG_INF = -1e9  # the release masks logits with -1e9, not -inf: a fully padded row stays finite (uniform)
+
+# On unless MMNAS_FAST_OPS=0; `use_fast_paths(False)` switches every op to the naive formulas (a reference for
+# tests and for anyone who suspects a fast path).
+_FAST = os.environ.get("MMNAS_FAST_OPS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def use_fast_paths(enabled: bool) -> None:
+    """Use the fused implementations (default) or the naive formulas in every op, LayerNorm and dropout."""
+    global _FAST
+    _FAST = bool(enabled)
+
+
+def fast_paths_enabled() -> bool:
+    return _FAST
+
+
+DROPOUT_RNGS = ("fast", "torch")
+_DROPOUT_RNG = os.environ.get("MMNAS_DROPOUT_RNG", "fast").strip().lower() or "fast"
+if _DROPOUT_RNG not in DROPOUT_RNGS:
+    raise ValueError(f"MMNAS_DROPOUT_RNG={_DROPOUT_RNG!r}; valid: {', '.join(DROPOUT_RNGS)}")
+
+
+def set_dropout_rng(kind: str) -> None:
+    """'fast' (default): CPU dropout masks from a cheap stream, same distribution; 'torch': F.dropout's own draws
+    (see the module docstring)."""
+    global _DROPOUT_RNG
+    if kind not in DROPOUT_RNGS:
+        raise ValueError(f"unknown dropout RNG {kind!r}; valid: {', '.join(DROPOUT_RNGS)}")
+    _DROPOUT_RNG = kind
+
+
+def dropout_rng() -> str:
+    return _DROPOUT_RNG
+
+
+_MASK_CHUNKS = 2           # the mask is drawn in this many independent streams (fixed: results never depend on threads)
+_PARALLEL_MASK = 1 << 16   # elements from which the second stream runs on a helper thread (NumPy releases the GIL)
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _helper() -> ThreadPoolExecutor:
+    """One helper thread, recreated in a forked child (a pool's threads do not survive fork)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmnas-dropout"))
+    return _POOL[1]
+
+
+def _keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
+    """bool [x.shape]: True = kept, each with probability 1 − round(p·2³²)/2³², from 32-bit uniforms of NumPy PCG64
+    streams seeded by one draw of torch's default CPU generator."""
+    seed = int(torch.randint(0, 2 ** 62, (), dtype=torch.int64))
+    n = x.numel()
+    threshold = np.uint32(min(round(p * 2 ** 32), 2 ** 32 - 1))
+    keep = np.empty(n, dtype=np.bool_)
+    bounds = [n * i // _MASK_CHUNKS for i in range(_MASK_CHUNKS + 1)]
+
+    def fill(i: int) -> None:
+        lo, hi = bounds[i], bounds[i + 1]
+        bits = np.random.PCG64([seed, i]).random_raw((hi - lo + 1) // 2).view(np.uint32)[:hi - lo]
+        np.greater_equal(bits, threshold, out=keep[lo:hi])
+
+    if n >= _PARALLEL_MASK and torch.get_num_threads() > 1:
+        pending = [_helper().submit(fill, i) for i in range(1, _MASK_CHUNKS)]
+        fill(0)
+        for f in pending:
+            f.result()
+    else:
+        for i in range(_MASK_CHUNKS):
+            fill(i)
+    return torch.from_numpy(keep).view(x.shape)
+
+
+def _keep_scale(p: float, dtype: torch.dtype) -> torch.Tensor:
+    """1/(1−p) computed as F.dropout computes its kept value (a division in the tensor's dtype)."""
+    return torch.ones((), dtype=dtype).div_(1.0 - p)
+
+
+class _MaskedDropoutFunction(torch.autograd.Function):
+    """x·keep/(1−p) with a fast-stream keep mask; saves the 1-byte mask."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
+        keep = _keep_mask(x, p)
+        scale = _keep_scale(p, x.dtype)
+        ctx.save_for_backward(keep, scale)
+        return torch.where(keep, x, 0.0).mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        keep, scale = ctx.saved_tensors
+        return torch.where(keep, grad, 0.0).mul_(scale), None
+
+
+@contextlib.contextmanager
+def fast_paths(enabled: bool) -> Iterator[None]:
+    """`with fast_paths(False): …` runs the naive formulas inside the block and restores the setting after it."""
+    before = _FAST
+    use_fast_paths(enabled)
+    try:
+        yield
+    finally:
+        use_fast_paths(before)
+
+
+# -- LayerNorm ------------------------------------------------------------------------------------------------------
+def _release_normalize(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """xhat = (x − mean)/(std_unbiased + eps) and, per row, inv = 1/(std_u + eps) and coef = 1/((n−1)·std_u).
+
+    `native_layer_norm` gives (x − mean)·rstd with rstd = 1/σ_b (biased σ) in one fused pass; σ_u = σ_b·√(n/(n−1)),
+    so xhat = z·σ_b·inv. Its eps of 1e-30 only keeps an all-constant row finite (z = 0 there, as the release's
+    formula gives); for any row whose variance exceeds ~1e-23 it changes nothing."""
+    n = x.size(-1)
+    z, _, rstd = torch.native_layer_norm(x, (n,), None, None, 1e-30)
+    rstd = rstd.reshape(x.shape[:-1] + (1,))
+    sigma_b = rstd.reciprocal()
+    sigma_u = sigma_b * math.sqrt(n / (n - 1))
+    inv = (sigma_u + eps).reciprocal_()
+    xhat = z.mul_(sigma_b * inv)
+    return xhat, inv, ((n - 1) * sigma_u).reciprocal_()
+
+
+class _ReleaseLayerNormFunction(torch.autograd.Function):
+    """y = w·xhat + b with the hand-written gradient of the release's normalisation:
+    ∂L/∂x = inv·(g − mean(g)) − xhat·Σ(g·xhat)/((n−1)·σ_u), g = ∂L/∂y·w (tests/test_fast_paths.py checks it against
+    autograd of the formula in float64)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+        xhat, inv, coef = _release_normalize(x, eps)
+        ctx.save_for_backward(xhat, weight, inv, coef)
+        return torch.addcmul(bias, xhat, weight)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        xhat, weight, inv, coef = ctx.saved_tensors
+        n = xhat.size(-1)
+        gy = grad.reshape(-1, n)
+        xh = xhat.reshape(-1, n)
+        gx = gy * xh                                   # ∂L/∂y·xhat: its row sums (·w) and column sums are needed
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            # Row reductions as matrix-vector products: Σ_j g_j·xhat_j = (gy·xhat)·w and Σ_j g_j = gy·w.
+            s_gx = (gx @ weight).unsqueeze(1)
+            mean_g = (gy @ weight).unsqueeze(1).mul_(1.0 / n)
+            grad_x = torch.addcmul(mean_g.neg_(), gy, weight).mul_(inv.reshape(-1, 1))
+            grad_x.addcmul_(xh, s_gx.mul_(coef.reshape(-1, 1)), value=-1.0)
+            grad_x = grad_x.view_as(grad)
+        if ctx.needs_input_grad[1]:
+            grad_w = gx.sum(0)
+        if ctx.needs_input_grad[2]:
+            grad_b = gy.sum(0)
+        return grad_x, grad_w, grad_b, None
 
 
 class LayerNorm(nn.Module):
@@ -18,11 +198,80 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # var_mean in one pass gives the same unbiased variance as x.std()**2.
-        var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=1)
-        return self.weight * (x - mean) / (var.sqrt() + self.eps) + self.bias
+        # The fused path needs one dtype (under autocast a bf16 input meets fp32 parameters: naive path) and n ≥ 2.
+        if _FAST and x.dtype == self.weight.dtype and x.size(-1) > 1:
+            if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad or self.bias.requires_grad):
+                return _ReleaseLayerNormFunction.apply(x, self.weight, self.bias, self.eps)
+            xhat, _, _ = _release_normalize(x, self.eps)
+            return torch.addcmul(self.bias, xhat, self.weight)
+        return naive_layer_norm(x, self.weight, self.bias, self.eps)
 
 
+def naive_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """The release's formula as written (autograd does the backward)."""
+    var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=1)
+    return weight * (x - mean) / (var.sqrt() + eps) + bias
+
+
+# -- dropout --------------------------------------------------------------------------------------------------------
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """F.dropout; on CPU with the fast stream's masks (default) or F.dropout's own draws through `native_dropout`
+    (set_dropout_rng('torch')), either way with a 1-byte saved mask."""
+    if not training or p == 0.0:
+        return x
+    if _FAST and x.device.type == "cpu" and 0.0 < p < 1.0:
+        if _DROPOUT_RNG == "fast":
+            if torch.is_grad_enabled() and x.requires_grad:
+                return _MaskedDropoutFunction.apply(x, p)
+            return torch.where(_keep_mask(x, p), x, 0.0).mul_(_keep_scale(p, x.dtype))
+        return torch.native_dropout(x, p, True)[0]
+    return F.dropout(x, p, True)
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout (same attributes, no state) computed by `dropout` above."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.inplace:
+            return super().forward(x)
+        return dropout(x, self.p, self.training)
+
+
+class _ReluDropoutFunction(torch.autograd.Function):
+    """dropout(relu(h)) with the mask `dropout` would draw; saves only its output: out > 0 ⇔ (h > 0 and kept),
+    because the kept values are h/(1−p) ≥ h > 0 (no underflow)."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, p: float) -> torch.Tensor:
+        if _DROPOUT_RNG == "fast":
+            out = torch.where(_keep_mask(h, p), h, 0.0).relu_().mul_(_keep_scale(p, h.dtype))
+        else:
+            # F.dropout's noise tensor: bernoulli_(1−p) on an empty float tensor of h's shape, divided by (1−p).
+            noise = torch.empty_like(h, memory_format=torch.contiguous_format).bernoulli_(1.0 - p).div_(1.0 - p)
+            out = torch.relu(h).mul_(noise)
+        ctx.p = p
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (out,) = ctx.saved_tensors
+        # (grad·noise) where ReLU passed: noise is the kept value 1/(1−p), computed by the same division as above.
+        scale = torch.ones((), dtype=grad.dtype).div_(1.0 - ctx.p)
+        # threshold_backward(g, out, 0) = g where out > 0 else 0: ReLU's own backward kernel (torch.where with a
+        # scalar is several times slower on CPU).
+        return torch.ops.aten.threshold_backward(grad * scale, out, 0), None
+
+
+def relu_dropout(h: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """dropout(relu(h)) with the numbers of `dropout(F.relu(h), p, training)` (and its RNG draws)."""
+    if _FAST and training and 0.0 < p < 1.0 and h.device.type == "cpu" and torch.is_grad_enabled() \
+            and h.requires_grad:
+        return _ReluDropoutFunction.apply(h, p)
+    return dropout(F.relu(h), p, training)
+
+
+# -- MLP and attention pooling --------------------------------------------------------------------------------------
 class MLP(nn.Module):
     """Linear → ReLU → Dropout → Linear (the release's MLP(FC(..., use_relu=True)))."""
 
@@ -30,10 +279,12 @@ class MLP(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(in_size, mid_size)
         self.fc2 = nn.Linear(mid_size, out_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.dropout(F.relu(self.fc1(x))))
+        if not _FAST:
+            return self.fc2(F.dropout(F.relu(self.fc1(x)), self.dropout.p, self.training))
+        return self.fc2(relu_dropout(self.fc1(x), self.dropout.p, self.training))
 
 
 class AttFlat(nn.Module):
@@ -49,5 +300,10 @@ class AttFlat(nn.Module):
         if mask is not None:
             att = att.masked_fill(mask.view(mask.size(0), -1, 1), NEG_INF)
         att = torch.softmax(att, dim=1)
-        pooled = (att * x).sum(dim=1)  # [B,H]
+        # The weighted sum over positions as one batched matrix product ([B,1,L]·[B,L,H]) instead of a broadcast
+        # product and a sum: the same sums, without a [B,L,H] temporary.
+        if _FAST:
+            pooled = torch.bmm(att.transpose(1, 2), x).squeeze(1)  # [B,H]
+        else:
+            pooled = (att * x).sum(dim=1)  # [B,H]
         return self.merge(pooled)

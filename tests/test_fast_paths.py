@@ -1,0 +1,343 @@
+"""The fast paths of mmnas.ops (fused attention, LayerNorm, dropout) against naive references written here from the
+spec: same outputs and gradients to fp32 tolerance, with and without padding and relation bias, in evaluation and in
+training. Comparisons under dropout use set_dropout_rng("torch") (F.dropout's own draws, so even dropout numbers
+agree); the default fast mask stream is checked on its own: rate, seeding, and gradients that use its masks."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmnas.models.build import build_network, build_supernet
+from mmnas.models.losses import vqa_loss
+from mmnas.models.model_config import ModelConfig
+from mmnas.nas import supernet as sn
+from mmnas.ops import build_op
+from mmnas.ops.attention import MultiHeadAttention
+from mmnas.ops.layers import (MLP, LayerNorm, dropout, dropout_rng, fast_paths, fast_paths_enabled, relu_dropout,
+                              set_dropout_rng)
+
+H, HEADS, D = 128, 2, 64
+
+
+@pytest.fixture()
+def torch_rng():
+    """F.dropout's own draws in the fast path, so that dropout numbers can be compared with the naive path."""
+    before = dropout_rng()
+    set_dropout_rng("torch")
+    yield
+    set_dropout_rng(before)
+
+
+def close(a: torch.Tensor, b: torch.Tensor, tol: float = 2e-5) -> None:
+    """fp32 agreement, relative to the larger magnitude of the two tensors."""
+    a, b = a.detach(), b.detach()
+    scale = max(float(a.abs().max()), float(b.abs().max()), 1e-12)
+    assert float((a - b).abs().max()) <= tol * scale, float((a - b).abs().max()) / scale
+
+
+# -- references, written from the spec ----------------------------------------------------------------------------
+def reference_layernorm(x, w, b, eps=1e-6):
+    mean = x.mean(-1, keepdim=True)
+    std = torch.sqrt(((x - mean) ** 2).sum(-1, keepdim=True) / (x.size(-1) - 1))  # unbiased, eps on the std
+    return w * (x - mean) / (std + eps) + b
+
+
+def reference_attention(att: MultiHeadAttention, q_in, kv_in, kv_mask, rel=None, p=0.0):
+    """Spec §2: bias-free projections, q·kᵀ/√d (+ log(max(ReLU(Linear(rel)), 1e-6))), −1e9 on padded keys, softmax,
+    dropout on the map (one F.dropout over [B,h,Lq,Lk], as the release), values, merge."""
+    b, lq, lk = q_in.size(0), q_in.size(1), kv_in.size(1)
+
+    def heads(t, n):
+        return t.reshape(b, n, att.heads, att.head_size).permute(0, 2, 1, 3)
+
+    q = heads(q_in @ att.linear_q.weight.T, lq)
+    k = heads(kv_in @ att.linear_k.weight.T, lk)
+    v = heads(kv_in @ att.linear_v.weight.T, lk)
+    logits = torch.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(att.head_size)
+    if rel is not None:
+        r = torch.relu(rel @ att.linear_rel.weight.T + att.linear_rel.bias)  # [B,N,N,h]
+        logits = logits + torch.log(torch.clamp(r, min=1e-6)).permute(0, 3, 1, 2)
+    if kv_mask is not None:
+        logits = torch.where(kv_mask, torch.full_like(logits, -1e9), logits)
+    weights = F.dropout(torch.softmax(logits, -1), p, p > 0)
+    out = torch.einsum("bhqk,bhkd->bhqd", weights, v).permute(0, 2, 1, 3).reshape(b, lq, -1)
+    return out @ att.linear_merge.weight.T
+
+
+def make_inputs(pad: bool, seed: int = 0, b: int = 3, ls: int = 7, lo: int = 5):
+    g = torch.Generator().manual_seed(seed)
+    s, other = torch.randn(b, ls, H, generator=g), torch.randn(b, lo, H, generator=g)
+    rel = torch.randn(b, ls, ls, 64, generator=g)
+    s_mask = torch.zeros(b, 1, 1, ls, dtype=torch.bool)
+    o_mask = torch.zeros(b, 1, 1, lo, dtype=torch.bool)
+    if pad:  # different amounts of padding per sample; none fully padded
+        for i in range(b):
+            s_mask[i, ..., ls - i - 1:] = True
+            o_mask[i, ..., lo - i:] = i > 0
+    return s, other, rel, s_mask, o_mask
+
+
+def run_attention(att, fn, q_in, kv_in, mask, rel, seed=None):
+    """Output and gradients (inputs, then parameters) of fn(att, …) under one seed."""
+    q_in = q_in.clone().requires_grad_(True)
+    kv_in = q_in if kv_in is None else kv_in.clone().requires_grad_(True)
+    rel = None if rel is None else rel.clone().requires_grad_(True)
+    att.zero_grad(set_to_none=True)
+    if seed is not None:
+        torch.manual_seed(seed)
+    out = fn(q_in, kv_in, mask, rel)
+    out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+    grads = [t.grad for t in (q_in, kv_in, rel) if t is not None and t.grad is not None]
+    grads += [p.grad for p in att.parameters()]
+    return out.detach(), grads
+
+
+@pytest.mark.parametrize("kind", ["self", "guided", "relation"])
+@pytest.mark.parametrize("pad", [False, True])
+@pytest.mark.parametrize("regime", ["eval", "train_p0", "train_dropout"])
+def test_attention_fast_path_equals_reference(kind, pad, regime, torch_rng):
+    torch.manual_seed(0)
+    p = 0.1 if regime == "train_dropout" else 0.0
+    att = MultiHeadAttention(H, D, p, rel_size=64 if kind == "relation" else None)
+    att.train(regime != "eval")
+    s, other, rel, s_mask, o_mask = make_inputs(pad)
+    kv, mask = (other, o_mask) if kind == "guided" else (None, s_mask)
+    rel = rel if kind == "relation" else None
+    assert fast_paths_enabled()
+    fast = run_attention(att, lambda q, k, m, r: att(q, k, m, r), s, kv, mask, rel, seed=7)
+    ref = run_attention(att, lambda q, k, m, r: reference_attention(att, q, k, m, r, p), s, kv, mask, rel, seed=7)
+    close(fast[0], ref[0])
+    assert len(fast[1]) == len(ref[1])
+    for a, b in zip(fast[1], ref[1]):
+        close(a, b, 5e-5)
+
+
+def test_fully_padded_rows_keep_the_release_uniform_weights():
+    """A sample whose keys are all padding: masked_fill(−1e9) gives uniform weights; the fast path must too."""
+    torch.manual_seed(0)
+    att = MultiHeadAttention(H, D, 0.0).eval()
+    s, other, _, _, o_mask = make_inputs(False)
+    o_mask[1] = True
+    with torch.no_grad():
+        out = att(s, other, o_mask)
+        ref = reference_attention(att, s, other, o_mask)
+        with fast_paths(False):
+            naive = att(s, other, o_mask)
+    close(out, ref)
+    close(out, naive)
+    v = other[1] @ att.linear_v.weight.T
+    close(out[1], (v.mean(0) @ att.linear_merge.weight.T).expand_as(out[1]))
+
+
+def test_layernorm_fast_path_equals_formula_with_gradients():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 6, 96, generator=g) * 3 + 1
+    w, b = torch.randn(96, generator=g), torch.randn(96, generator=g)
+    grad = torch.randn(4, 6, 96, generator=g)
+    ln = LayerNorm(96)
+    with torch.no_grad():
+        ln.weight.copy_(w)
+        ln.bias.copy_(b)
+    xs = x.clone().requires_grad_(True)
+    out = ln(xs)
+    out.backward(grad)
+    # The reference in float64: both fp32 paths must be within fp32 rounding of it.
+    x64, w64, b64 = (t.double().requires_grad_(True) for t in (x, w, b))
+    ref = reference_layernorm(x64, w64, b64)
+    ref.backward(grad.double())
+    close(out.double(), ref.detach(), 1e-6)
+    for ours, theirs in ((xs.grad, x64.grad), (ln.weight.grad, w64.grad), (ln.bias.grad, b64.grad)):
+        close(ours.double(), theirs, 1e-5)
+    # No-grad and frozen-weight calls take the same formula.
+    with torch.no_grad():
+        close(ln(x), out.detach(), 1e-6)
+    ln.requires_grad_(False)
+    xs.grad = None
+    ln(xs).backward(grad)
+    close(xs.grad.double(), x64.grad, 1e-5)
+
+
+def test_layernorm_constant_rows_give_the_bias_and_finite_gradients():
+    ln = LayerNorm(8)
+    with torch.no_grad():
+        ln.bias.uniform_(-1, 1)
+    x = torch.full((2, 8), 3.0, requires_grad=True)
+    out = ln(x)
+    torch.testing.assert_close(out, ln.bias.detach().expand(2, 8))  # (x − mean) = 0: the release's formula gives b
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_dropout_draws_the_same_masks_as_f_dropout(torch_rng):
+    x = torch.randn(4, 50, 33, requires_grad=True)
+    torch.manual_seed(3)
+    ref = F.dropout(x, 0.1, True)
+    ref.backward(torch.ones_like(ref))
+    ref_grad, x.grad = x.grad, None
+    torch.manual_seed(3)
+    out = dropout(x, 0.1, True)
+    out.backward(torch.ones_like(out))
+    assert torch.equal(out, ref) and torch.equal(x.grad, ref_grad)
+    assert dropout(x, 0.1, False) is x and dropout(x, 0.0, True) is x
+
+
+def test_relu_dropout_equals_relu_then_dropout(torch_rng):
+    h = torch.randn(6, 40, 64, requires_grad=True)
+    upstream = torch.randn(6, 40, 64)
+    torch.manual_seed(5)
+    ref = F.dropout(F.relu(h), 0.1, True)
+    ref.backward(upstream)
+    ref_grad, h.grad = h.grad, None
+    torch.manual_seed(5)
+    out = relu_dropout(h, 0.1, True)
+    out.backward(upstream)
+    assert torch.equal(out, ref) and torch.equal(h.grad, ref_grad)
+
+
+def test_mlp_train_mode_equals_naive(torch_rng):
+    torch.manual_seed(0)
+    mlp = MLP(32, 128, 16, 0.1).train()
+    x = torch.randn(3, 9, 32)
+    results = []
+    for fast in (True, False):
+        mlp.zero_grad()
+        xs = x.clone().requires_grad_(True)
+        torch.manual_seed(11)
+        with fast_paths(fast):
+            out = mlp(xs)
+        out.pow(2).sum().backward()
+        results.append((out.detach(), xs.grad, [p.grad for p in mlp.parameters()]))
+    (o1, g1, p1), (o2, g2, p2) = results
+    assert torch.equal(o1, o2) and torch.equal(g1, g2)
+    for a, b in zip(p1, p2):
+        close(a, b, 1e-6)
+
+
+def test_fast_mask_stream_has_the_rate_the_seed_and_the_gradients():
+    assert dropout_rng() == "fast"  # the default
+    x = (torch.rand(200_000) + 0.5).requires_grad_(True)
+    torch.manual_seed(1)
+    a = dropout(x, 0.1, True)
+    torch.manual_seed(1)
+    b = dropout(x.detach(), 0.1, True)  # the no-grad branch draws the same mask
+    assert torch.equal(a.detach(), b)
+    kept = a != 0
+    assert abs(kept.double().mean().item() - 0.9) < 5 * math.sqrt(0.09 / x.numel())
+    scale = torch.ones(()).div_(0.9)
+    assert torch.equal(a[kept], x[kept] * scale)
+    a.backward(torch.ones_like(a))
+    assert torch.equal(x.grad, kept * scale)
+    # relu_dropout: ReLU then the same kind of mask; the gradient passes where both passed.
+    h = torch.randn(50_000, requires_grad=True)
+    torch.manual_seed(2)
+    out = relu_dropout(h, 0.1, True)
+    torch.manual_seed(2)
+    mask = dropout(torch.ones(50_000), 0.1, True) != 0
+    assert torch.equal(out, torch.where(mask, F.relu(h.detach()), 0.0) * scale)
+    out.backward(torch.ones_like(out))
+    assert torch.equal(h.grad, (mask & (h.detach() > 0)) * scale)
+    with pytest.raises(ValueError, match="valid"):
+        set_dropout_rng("philox")
+
+
+def test_fast_masks_do_not_depend_on_the_thread_count():
+    x = torch.ones(3, 50_000)  # large enough for the helper thread
+    before = torch.get_num_threads()
+    masks = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            torch.manual_seed(8)
+            masks.append(dropout(x, 0.1, True))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(*masks)
+
+
+@pytest.mark.parametrize("name", ["self_att_64", "guided_att_64", "rel_self_att_64", "feed_forward"])
+def test_ops_in_training_equal_naive_under_one_seed(name, torch_rng):
+    torch.manual_seed(0)
+    op = build_op(name, ModelConfig(hidden_size=H)).train()
+    s, other, rel, s_mask, o_mask = make_inputs(True)
+    results = []
+    for fast in (True, False):
+        op.zero_grad()
+        ss = s.clone().requires_grad_(True)
+        torch.manual_seed(9)
+        with fast_paths(fast):
+            out = op(ss, other, s_mask, o_mask, rel)
+        out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+        results.append((out.detach(), [ss.grad] + [p.grad for p in op.parameters()]))
+    close(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1]):
+        close(a, b, 5e-5)
+
+
+def _vqa_batch(b=3, n=12, t=6, feat=32, answers=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    text = torch.randint(3, 50, (b, t), generator=g)
+    text[0, 4:] = 0
+    img = torch.rand(b, n, feat, generator=g)
+    img[1, 9:] = 0
+    return {"text_ix": text, "img_feat": img, "img_rel": torch.randn(b, n, n, 4, generator=g),
+            "target": torch.rand(b, answers, generator=g)}
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_network_fast_equals_naive(train, torch_rng):
+    torch.manual_seed(0)
+    net = build_network("vqa", "arch/mmnas_vqa.json", vocab_size=50, answer_size=10, hidden_size=H, feat_size=32,
+                        flat_mlp_size=64)
+    net.train(train)
+    batch = _vqa_batch()
+    results = []
+    for fast in (True, False):
+        net.zero_grad()
+        torch.manual_seed(4)
+        with fast_paths(fast):
+            out = net(batch)
+        vqa_loss(out, batch["target"]).backward()
+        results.append((out.detach(), {n: p.grad for n, p in net.named_parameters()}))
+    close(results[0][0], results[1][0])
+    grad_scale = max(float(g.abs().max()) for g in results[1][1].values())
+    for name, g in results[1][1].items():
+        # Relative to the largest gradient: some are pure rounding noise (e.g. the pooling logits' bias, whose
+        # gradient is exactly zero in exact arithmetic: a constant added to every logit cancels in the softmax).
+        assert float((results[0][1][name] - g).abs().max()) <= 5e-5 * grad_scale, name
+
+
+def test_arch_step_full_mode_runs_inactive_candidates_without_graph_and_weights_get_no_gradient(torch_rng):
+    torch.manual_seed(0)
+    net = build_supernet("vqa", vocab_size=50, answer_size=10, hidden_size=H, feat_size=32, flat_mlp_size=64,
+                         nodes={"enc": 2, "dec": 3}).train()
+    weights = net.weight_parameters()
+    batch = _vqa_batch()
+    seen = []
+    hooks = [op.register_forward_hook(lambda m, i, o: seen.append((m, o.requires_grad)))
+             for mixed in sn.mixed_ops(net) for op in mixed.candidates]
+    gate_grads = []
+    for fast in (True, False):
+        seen.clear()
+        net.zero_grad(set_to_none=True)
+        for p in weights:
+            p.requires_grad_(False)  # as the searcher's arch step (engine.searcher.frozen)
+        torch.manual_seed(2)
+        with fast_paths(fast), net.sampling("full", torch.Generator().manual_seed(1)):
+            vqa_loss(net(batch), batch["target"]).backward()
+            active = {id(m.candidates[m.active]) for m in sn.mixed_ops(net)}
+        for p in weights:
+            p.requires_grad_(True)
+        assert all(p.grad is None for p in weights)
+        # Every candidate ran; only sampled ones built an autograd graph (not all of them: with frozen weights, an
+        # op that reads nothing downstream of a gate — the first node of each cell — needs no graph either).
+        assert len(seen) == sum(len(m.candidates) for m in sn.mixed_ops(net))
+        assert not any(req for m, req in seen if id(m) not in active)
+        assert any(req for m, req in seen if id(m) in active)
+        gate_grads.append([m.gate.grad.clone() for m in sn.mixed_ops(net)])
+    for h in hooks:
+        h.remove()
+    for a, b in zip(*gate_grads):
+        close(a, b, 5e-5)
