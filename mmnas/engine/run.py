@@ -11,9 +11,9 @@ from mmnas.config import Config
 from mmnas.engine import dist
 from mmnas.engine.checkpoint import (checkpoint_path, latest_checkpoint, load_checkpoint, prune_step_checkpoints,
                                      remove_stale_temp_files, save_checkpoint)
-from mmnas.engine.guard import (NonFiniteError, NonFiniteStep, RunStopped, StopSignals, agree, is_finite,
-                                sample_ids, signal_name)
-from mmnas.engine.common import progress_bar, resolve_seed
+from mmnas.engine.guard import (NonFiniteError, NonFiniteStep, RunStopped, StopSignals, agree, grad_norm,
+                                is_finite, sample_ids, signal_name)
+from mmnas.engine.common import progress_bar, resolve_seed, set_lr
 from mmnas.engine.runlog import RunLogger
 from mmnas.errors import UserError
 from mmnas.tasks.base import Task
@@ -75,6 +75,19 @@ class Run:
         bad, stopping = agree([bad, stop.requested])
         if bad:
             raise NonFiniteStep
+        return stopping
+
+    def apply_step(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, params, loss: torch.Tensor,
+                   lr: float, stop: StopSignals, clip: float = 0.0) -> bool:
+        """After the backward pass: unscale, clip to `clip` (> 0) and check the gradients of `params`, then step
+        `optimizer` at `lr`. Returns whether a stop was requested; raises NonFiniteStep before stepping."""
+        scaler.unscale_(optimizer)
+        norm = grad_norm(params, clip)
+        # fp16's loss scaler skips steps with inf gradients itself (and lowers its scale): not a stop there.
+        stopping = self.check_step(stop, loss, None if scaler.is_enabled() else norm)
+        set_lr(optimizer, lr)
+        scaler.step(optimizer)
+        scaler.update()
         return stopping
 
     def fail_non_finite(self, what: str, epoch: int, step: int, batch: dict[str, Any], saved: Path) -> NoReturn:

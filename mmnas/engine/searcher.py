@@ -12,9 +12,9 @@ import torch
 import torch.nn as nn
 
 from mmnas.engine import dist
-from mmnas.engine.guard import NonFiniteStep, StopSignals, agree, grad_norm, is_finite
+from mmnas.engine.guard import NonFiniteStep, StopSignals, agree
 from mmnas.engine.common import (EpochSampler, autocast, build_optimizer, diversify_rng, format_metrics,
-                                 gather_rng_state, make_loader, resume_rng, seed_everything, set_lr)
+                                 gather_rng_state, make_loader, resume_rng, seed_everything)
 from mmnas.engine.run import Run
 from mmnas.engine.schedule import learning_rate
 from mmnas.errors import UserError
@@ -237,12 +237,7 @@ class Searcher(Run):
         dist.average_gradients(weights)
         if self.cfg.search.inactive_grads == "zero":
             sn.fill_missing_grads(weights)
-        scaler.unscale_(optimizer)
-        norm = grad_norm(weights, self.cfg.optim.grad_clip)
-        stopping = self.check_step(stop, loss, None if scaler.is_enabled() else norm)
-        set_lr(optimizer, lr)
-        scaler.step(optimizer)
-        scaler.update()
+        stopping = self.apply_step(optimizer, scaler, weights, loss, lr, stop, self.cfg.optim.grad_clip)
         return float(loss.detach()), stopping
 
     def arch_step(self, net, alpha_opt, weights, batch, gen: torch.Generator) -> float:
@@ -257,14 +252,8 @@ class Searcher(Run):
             dist.average_gradients(net.gate_parameters() + net.arch_parameters())
             if mode in ("full", "two"):
                 sn.set_alpha_grads(net)
-            alphas = net.arch_parameters()
-            if not scaler.is_enabled():
-                bad = not is_finite(loss.detach()) or not all(is_finite(a.grad) for a in alphas if a.grad is not None)
-                if agree([bad])[0]:
-                    net.zero_grad(set_to_none=True)
-                    raise NonFiniteStep
-            scaler.step(alpha_opt)
-            scaler.update()
+            # α's learning rate is constant; α gradients are not clipped (the release's arch step).
+            self.apply_step(alpha_opt, scaler, net.arch_parameters(), loss, self.cfg.search.alpha_lr, self.stop)
             sn.rescale_after_step(net)
         net.zero_grad(set_to_none=True)
         return float(loss.detach())

@@ -11,9 +11,9 @@ import torch.nn as nn
 
 from mmnas.engine import dist
 from mmnas.engine.checkpoint import load_checkpoint
-from mmnas.engine.guard import NonFiniteStep, StopSignals, agree, grad_norm
+from mmnas.engine.guard import NonFiniteStep, StopSignals, agree
 from mmnas.engine.common import (EpochSampler, autocast, build_optimizer, diversify_rng, format_metrics,
-                                 gather_rng_state, make_loader, resume_rng, seed_everything, set_lr)
+                                 gather_rng_state, make_loader, resume_rng, seed_everything)
 from mmnas.engine.run import Run
 from mmnas.engine.schedule import learning_rate
 from mmnas.errors import UserError
@@ -131,13 +131,8 @@ class Trainer(Run):
         loss = out["loss"] * self.loss_scale if self.loss_scale != 1 else out["loss"]
         optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        self.scaler.unscale_(optimizer)
-        norm = grad_norm(model.parameters(), self.cfg.optim.grad_clip)
-        # fp16's loss scaler skips steps with inf gradients itself (and lowers its scale): not a stop there.
-        stopping = self.check_step(stop, out["loss"], None if self.scaler.is_enabled() else norm)
-        set_lr(optimizer, lr)
-        self.scaler.step(optimizer)
-        self.scaler.update()
+        stopping = self.apply_step(optimizer, self.scaler, model.parameters(), out["loss"], lr, stop,
+                                   self.cfg.optim.grad_clip)
         return float(out["loss"].detach()), stopping
 
     def _trains_on_val(self) -> bool:

@@ -18,6 +18,7 @@ from mmnas.config import Config, ConfigError
 from mmnas.data.itm import CAPTIONS_PER_IMAGE, ITMData, ITMDataset, LAYOUTS, split_name
 from mmnas.data.text import TextMeta, resolve_word_vectors
 from mmnas.engine import dist
+from mmnas.engine.common import progress_bar
 from mmnas.errors import DataError
 from mmnas.evaluation.retrieval import flatten_metrics, fold_metrics, retrieval_metrics
 from mmnas.fileio import atomic_write, atomic_write_json
@@ -26,16 +27,6 @@ from mmnas.models.losses import itm_loss
 from mmnas.tasks.base import TASKS, Task
 
 IMAGE_KEYS = ("img_feat", "img_rel", "img_box_feat")
-
-
-def _progress(items, enabled: bool, desc: str):
-    """tqdm on rank 0, redrawn at most every 30 s when stderr is not a terminal (as the engine's bars)."""
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, disable=not enabled or not dist.is_main(), leave=False, dynamic_ncols=True,
-                mininterval=0.5 if sys.stderr.isatty() else 30.0)
 
 
 # -- hard negatives (spec §5) -----------------------------------------------------------------------------------
@@ -104,7 +95,7 @@ def mine_negatives(model: nn.Module, dataset: ITMDataset, caption_candidates: to
 
         jobs = [("captions", s) for s in range(0, n_img, anchors_per_batch)]
         jobs += [("images", s) for s in range(0, n_cap, anchors_per_batch)]
-        for kind, s in _progress(jobs[rank::world], progress, "mining hard negatives"):
+        for kind, s in progress_bar(jobs[rank::world], progress, desc="mining hard negatives", leave=False):
             n = n_img if kind == "captions" else n_cap
             anchors = torch.arange(s, min(s + anchors_per_batch, n))
             if kind == "captions":  # anchors: images; candidates: captions
@@ -308,7 +299,7 @@ class ITMTask(Task):
             text_ix = torch.from_numpy(dataset.text_ix[captions])
             part, timing = scorer.score_matrix(
                 text_ix, lambda ids: dataset.regions.batch(mine[ids].tolist(), with_box), len(mine),
-                progress=lambda blocks: _progress(blocks, progress, desc))
+                progress=lambda blocks: progress_bar(blocks, progress, desc=desc, leave=False))
         finally:
             model.train(was_training)
         if world > 1:
