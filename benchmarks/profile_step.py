@@ -25,7 +25,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--naive", action="store_true")
     p.add_argument("--amp", choices=["off", "bf16"], default="off")
     p.add_argument("--dropout-rng", choices=["fast", "torch"], help="CPU dropout masks (default: the library's)")
-    p.add_argument("--swap-dropout", action="store_true")
     a = p.parse_args(argv)
     from mmnas.ops.layers import set_dropout_rng
     if a.dropout_rng:
@@ -33,8 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     set_threads(a.threads)
     dev = torch.device("cpu")
     with (_fast(False) if a.naive else contextlib.nullcontext()):
-        bench = (build_train_like(a.mode, dev, a.amp, False, "engine", a.swap_dropout) if a.mode in ("train", "eval")
-                 else build_search(a.mode, dev, a.amp, "engine", a.swap_dropout))
+        bench = (build_train_like(a.mode, dev, a.amp, False, "engine") if a.mode in ("train", "eval")
+                 else build_search(a.mode, dev, a.amp, "engine"))
         batch = vqa_batch(a.batch, seed=1)
         bench.step(batch)
         with profile(activities=[ProfilerActivity.CPU], record_shapes=a.shapes) as prof:

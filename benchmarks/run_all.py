@@ -26,20 +26,19 @@ from benchmarks.common import environment, machine_load
 STEP_MODES = ("train", "search_weight", "search_arch", "eval")
 # name → (extra benchmarks.steps arguments, extra environment, modes it is measured on). Each changes one thing
 # against the default run, except `tuned` (the suggested settings together) and `tuned_lowmem`.
-SWAP, FUSED = ["--swap-dropout"], ["--optimizer", "fused"]
+FUSED = ["--optimizer", "fused"]
 THP = {"THP_MEM_ALLOC_ENABLE": "1"}          # c10's allocator: 2 MB-aligned, madvise(MADV_HUGEPAGE) for ≥ 2 MB
 MMAP_1MB = {"MALLOC_MMAP_THRESHOLD_": "1048576"}  # glibc: blocks ≥ 1 MB mapped and returned on free (RSS = live)
 VARIANTS: dict[str, tuple[list[str], dict[str, str], tuple[str, ...]]] = {
     "naive": (["--naive"], {}, STEP_MODES),
     "torch_rng": (["--dropout-rng", "torch"], {}, ("train", "search_arch")),
-    "swap_dropout": (SWAP, {}, ("train", "search_weight", "search_arch")),
     "fused_adam": (FUSED, {}, ("train", "search_weight")),
     "thp": ([], THP, ("train",)),
     "malloc_1mb": ([], MMAP_1MB, ("train",)),
     "bf16": (["--amp", "bf16"], {}, STEP_MODES),
     "compile": (["--compile"], {}, ("train", "eval")),
-    "tuned": (SWAP + FUSED, THP, ("train", "search_weight", "search_arch")),
-    "tuned_lowmem": (SWAP + FUSED, MMAP_1MB, ("train",)),
+    "tuned": (FUSED, THP, ("train", "search_weight", "search_arch")),
+    "tuned_lowmem": (FUSED, MMAP_1MB, ("train",)),
 }
 DEFAULT_VARIANTS = tuple(VARIANTS)
 REPO = Path(__file__).resolve().parents[1]

@@ -79,21 +79,7 @@ def _fast(enabled: bool):
     return fast_paths(enabled)
 
 
-def swap_dropout(model: torch.nn.Module) -> int:
-    """Replace every plain nn.Dropout by mmnas.ops.layers.Dropout (same p, no state): what ops/base.py would do by
-    building its residual dropout from layers.Dropout — measured here before anyone changes that file."""
-    from mmnas.ops.layers import Dropout
-    swapped = 0
-    for module in model.modules():
-        for name, child in list(module.named_children()):
-            if type(child) is torch.nn.Dropout:
-                setattr(module, name, Dropout(child.p))
-                swapped += 1
-    return swapped
-
-
-def build_train_like(mode: str, device: torch.device, amp: str, compile_model: bool, optimizer: str,
-                     swap: bool = False) -> Bench:
+def build_train_like(mode: str, device: torch.device, amp: str, compile_model: bool, optimizer: str) -> Bench:
     from mmnas.engine.common import autocast
     from mmnas.engine.trainer import Trainer
     from mmnas.models.build import build_network
@@ -102,9 +88,8 @@ def build_train_like(mode: str, device: torch.device, amp: str, compile_model: b
     torch.manual_seed(0)
     model = build_network("vqa", cfg.run.arch_path, epoch=cfg.run.arch_epoch, **_model_kwargs(),
                           **dataclasses.asdict(cfg.model)).to(device)
-    swapped = swap_dropout(model) if swap else 0
     run_model = torch.compile(model) if compile_model else model
-    info = {"arch": cfg.run.arch_path, "hidden_size": cfg.model.hidden_size, "swapped_dropout": swapped,
+    info = {"arch": cfg.run.arch_path, "hidden_size": cfg.model.hidden_size,
             "parameters": sum(p.numel() for p in model.parameters())}
     if mode == "eval":
         model.eval()
@@ -137,7 +122,7 @@ def build_train_like(mode: str, device: torch.device, amp: str, compile_model: b
     return Bench(step, count, model, info)
 
 
-def build_search(mode: str, device: torch.device, amp: str, optimizer: str, swap: bool = False) -> Bench:
+def build_search(mode: str, device: torch.device, amp: str, optimizer: str) -> Bench:
     from mmnas.engine.searcher import Searcher
     from mmnas.models.build import build_supernet
     cfg = _config("search", amp, device)
@@ -146,7 +131,6 @@ def build_search(mode: str, device: torch.device, amp: str, optimizer: str, swap
     torch.manual_seed(0)
     net = build_supernet("vqa", nodes={"enc": sc.nodes_enc, "dec": sc.nodes_dec}, **_model_kwargs(),
                          **dataclasses.asdict(cfg.model)).to(device)
-    swapped = swap_dropout(net) if swap else 0
     net.train()
     weights, alphas = net.weight_parameters(), net.arch_parameters()
     opt = _optimizer(weights, cfg, optimizer)
@@ -156,7 +140,7 @@ def build_search(mode: str, device: torch.device, amp: str, optimizer: str, swap
     searcher.scalers = {name: torch.amp.GradScaler(device.type, enabled=amp == "fp16") for name in ("weight", "arch")}
     gen = torch.Generator().manual_seed(cfg.run.seed + 1)
     info = {"hidden_size": cfg.model.hidden_size, "nodes": {"enc": sc.nodes_enc, "dec": sc.nodes_dec},
-            "search_mode": sc.mode, "inactive_grads": sc.inactive_grads, "swapped_dropout": swapped,
+            "search_mode": sc.mode, "inactive_grads": sc.inactive_grads,
             "weights": sum(p.numel() for p in weights)}
 
     if mode == "search_weight":
@@ -191,7 +175,7 @@ def build_search(mode: str, device: torch.device, amp: str, optimizer: str, swap
 
 def run(mode: str, batch_size: int, threads: int, reps: int, warmup: int, device: str = "cpu", amp: str = "off",
         compile_model: bool = False, naive: bool = False, optimizer: str = "engine",
-        count_batch: int = 2, dropout_rng: str | None = None, swap: bool = False) -> dict[str, Any]:
+        count_batch: int = 2, dropout_rng: str | None = None) -> dict[str, Any]:
     """Benchmark one mode at one batch size in this process; returns the record (see the module docstring)."""
     from mmnas.ops.layers import dropout_rng as current_rng
     from mmnas.ops.layers import set_dropout_rng
@@ -203,12 +187,12 @@ def run(mode: str, batch_size: int, threads: int, reps: int, warmup: int, device
     load_before = machine_load()
     with (_fast(False) if naive else contextlib.nullcontext()):
         if mode in ("train", "eval"):
-            bench = build_train_like(mode, dev, amp, compile_model, optimizer, swap)
+            bench = build_train_like(mode, dev, amp, compile_model, optimizer)
         elif mode in ("search_weight", "search_arch"):
             if compile_model:
                 raise SystemExit("--compile: the supernet changes its path every step (a recompile each time); "
                                  "benchmark compile on train/eval only.")
-            bench = build_search(mode, dev, amp, optimizer, swap)
+            bench = build_search(mode, dev, amp, optimizer)
         else:
             raise SystemExit(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
         batch = vqa_batch(batch_size, seed=1, device=dev)
@@ -269,12 +253,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dropout-rng", choices=["fast", "torch"],
                    help="CPU dropout masks: fast (the library's default stream) or torch (F.dropout's draws); "
                         "see mmnas.ops.layers.set_dropout_rng")
-    p.add_argument("--swap-dropout", action="store_true",
-                   help="residual dropouts through mmnas.ops.layers.Dropout (1-byte masks) instead of nn.Dropout")
     p.add_argument("--json", help="write the record here")
     a = p.parse_args(argv)
     record = run(a.mode, a.batch, a.threads, a.reps, a.warmup, a.device, a.amp, a.compile, a.naive, a.optimizer,
-                 dropout_rng=a.dropout_rng, swap=a.swap_dropout)
+                 dropout_rng=a.dropout_rng)
     if a.json:
         write_json(a.json, record)
     print(f"{record['mode']} bs {record['batch']}: {record['median_s']:.3f} s/step, "

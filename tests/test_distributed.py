@@ -39,10 +39,12 @@ def single_process(task: str, stage: str, argv: list[str], loss_scale: float) ->
 
 
 def assert_same_state(a: dict, b: dict, what: str) -> None:
+    # After 52 Adam steps, float rounding (sums over batches of 8 vs 16 in another order) reaches ~2e-5 in a few of
+    # the weights; a wrong loss scale or averaging gives 1.5e-3 (checked when the tests were written).
     assert a.keys() == b.keys()
     for k in a:
         if torch.is_tensor(a[k]) and a[k].is_floating_point():
-            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=lambda m: f"{what} {k}: {m}")
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=5e-5, msg=lambda m: f"{what} {k}: {m}")
         elif torch.is_tensor(a[k]):
             assert torch.equal(a[k], b[k]), f"{what} {k}"
 

@@ -16,8 +16,8 @@ from mmnas.models.model_config import ModelConfig
 from mmnas.nas import supernet as sn
 from mmnas.ops import build_op
 from mmnas.ops.attention import MultiHeadAttention
-from mmnas.ops.layers import (MLP, LayerNorm, dropout, dropout_rng, fast_paths, fast_paths_enabled, relu_dropout,
-                              set_dropout_rng)
+from mmnas.ops.layers import (MLP, LayerNorm, dropout, dropout_residual_norm, dropout_rng, fast_paths,
+                              fast_paths_enabled, relu_dropout, set_dropout_rng)
 
 H, HEADS, D = 128, 2, 64
 
@@ -341,3 +341,46 @@ def test_arch_step_full_mode_runs_inactive_candidates_without_graph_and_weights_
         h.remove()
     for a, b in zip(*gate_grads):
         close(a, b, 5e-5)
+
+
+@pytest.mark.parametrize("rng", ["fast", "torch"])
+def test_fused_dropout_residual_norm_equals_its_parts_and_overwrites_only_the_op_output(rng):
+    before = dropout_rng()
+    set_dropout_rng(rng)
+    try:
+        torch.manual_seed(0)
+        norm, lin = LayerNorm(H), torch.nn.Linear(H, H)
+        with torch.no_grad():
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.normal_()
+        s = torch.randn(3, 9, H, requires_grad=True)
+        weights = torch.randn(3, 9, H)
+        results = []
+        for fused in (True, False):
+            for t in (s, norm.weight, norm.bias, lin.weight, lin.bias):
+                t.grad = None
+            torch.manual_seed(3)
+            f = lin(s)                       # a Linear's 3-D output: a view of its 2-D product
+            f_before = f.detach().clone()
+            out = dropout_residual_norm(s, f, 0.1, True, norm) if fused else norm(s + dropout(f, 0.1, True))
+            (out * weights).sum().backward()
+            results.append([out.detach(), s.grad, norm.weight.grad, norm.bias.grad, lin.weight.grad, lin.bias.grad])
+            if not fused:
+                assert torch.equal(f.detach(), f_before)  # the unfused path leaves f alone
+        for a, b in zip(*results):
+            close(a, b, 1e-6)
+    finally:
+        set_dropout_rng(before)
+    # In evaluation the sum is built in f's buffer too; s is never touched.
+    s0 = s.detach().clone()
+    with torch.no_grad():
+        out = dropout_residual_norm(s.detach(), lin(s.detach()), 0.1, False, norm)
+    close(out, norm(s0 + lin(s0)).detach(), 1e-6)
+    assert torch.equal(s.detach(), s0)
+
+
+def test_relu_dropout_never_overwrites_a_tensor_the_caller_owns():
+    h = torch.randn(1000, requires_grad=True)   # a leaf: must stay as it was
+    h0 = h.detach().clone()
+    relu_dropout(h, 0.5, True).sum().backward()
+    assert torch.equal(h.detach(), h0)

@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmnas.models.model_config import ModelConfig
+from mmnas.ops.relation import PairGeometry
 
 
 class TextEncoder(nn.Module):
@@ -47,7 +48,9 @@ class RegionEncoder(nn.Module):
 
 
 class GeometryEncoder(nn.Module):
-    """Maps the raw pair geometry [B,N,N,4] once per forward; every relation op reads the result."""
+    """ReLU(Linear(4→rel_size)) of the raw pair geometry [B,N,N,4], shared by every relation op. `pairs` hands the ops
+    the raw geometry with this layer (`mmnas.ops.relation.PairGeometry`), so that the fast path never materialises
+    the projection; `forward` is the projection itself."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -55,3 +58,6 @@ class GeometryEncoder(nn.Module):
 
     def forward(self, img_rel: torch.Tensor) -> torch.Tensor:
         return F.relu(self.linear(img_rel))  # [B,N,N,rel_size]
+
+    def pairs(self, img_rel: torch.Tensor) -> PairGeometry:
+        return PairGeometry(img_rel, self.linear)

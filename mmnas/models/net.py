@@ -38,7 +38,7 @@ class MMNasNet(nn.Module):
         x_mask, y_mask = text_mask(text_ix), region_mask(img_feat)
         x = self.text_encoder(text_ix)
         y = self.region_encoder(img_feat, batch.get("img_box_feat"))
-        rel = self.geometry(batch["img_rel"]) if self.backbone.uses_relation else None
+        rel = self.geometry.pairs(batch["img_rel"]) if self.backbone.uses_relation else None
         x, y = self.backbone(x, y, x_mask, y_mask, rel)
         return x, y, x_mask, y_mask
 

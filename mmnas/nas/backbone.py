@@ -10,6 +10,8 @@ from mmnas.models.model_config import ModelConfig
 from mmnas.nas.genotype import Genotype
 from mmnas.nas.mixed_op import MixedOp
 from mmnas.ops import SEARCH_SPACE, build_op
+from mmnas.ops.layers import fast_paths_enabled
+from mmnas.ops.relation import PairGeometry
 
 
 class OpSum(nn.Module):
@@ -23,6 +25,9 @@ class OpSum(nn.Module):
     @property
     def uses_relation(self) -> bool:
         return any(getattr(op, "uses_relation", False) for op in self.ops)
+
+    def running_ops(self) -> list[nn.Module]:
+        return list(self.ops)
 
     def forward(self, s, other=None, s_mask=None, other_mask=None, rel=None):
         out = self.ops[0](s, other, s_mask, other_mask, rel)
@@ -41,6 +46,11 @@ class Cell(nn.Module):
     @property
     def uses_relation(self) -> bool:
         return any(node.uses_relation for node in self.nodes)
+
+    def relation_layers(self) -> list[nn.Linear]:
+        """The relation-bias projections of the ops that run in the current sampling mode, in order."""
+        return [m.linear_rel for node in self.nodes for op in node.running_ops() for m in op.modules()
+                if getattr(m, "linear_rel", None) is not None]
 
     def forward(self, s, other=None, s_mask=None, other_mask=None, rel=None):
         for node in self.nodes:
@@ -75,6 +85,8 @@ class Backbone(nn.Module):
         return self.decoder.uses_relation
 
     def forward(self, x, y, x_mask, y_mask, y_rel):
+        if isinstance(y_rel, PairGeometry) and fast_paths_enabled():
+            y_rel.prepare(self.decoder.relation_layers())  # every relation bias of this forward in one pass
         x = self.encoder(x, None, x_mask, None, None)
         y = self.decoder(y, x, y_mask, x_mask, y_rel)
         return x, y

@@ -65,6 +65,10 @@ class MixedOp(nn.Module):
             self.gate.zero_()
             self.gate[self.active] = 1.0
 
+    def running_ops(self) -> list[nn.Module]:
+        """The candidates the next forward runs (with or without a graph)."""
+        return [self.candidates[k] for k in self.involved]
+
     def forward(self, s, other=None, s_mask=None, other_mask=None, rel=None):
         args = (s, other, s_mask, other_mask, rel)
         if self.mode in ("weight", "derived"):

@@ -15,7 +15,7 @@ Fast path (on by default; `mmnas.ops.layers.use_fast_paths(False)` gives the nai
   `mmnas.ops.layers.dropout` (1-byte mask; by default the fast mask stream described there — with
   `set_dropout_rng("torch")` the very draws of the naive path's F.dropout, and then the same numbers). SDPA's own
   dropout is not used: its masks could match neither.
-* the relation bias log(max(ReLU(z), 1e-6)) as one function that saves only z.
+* the relation bias from the raw pair geometry, shared by the relation ops of a forward (`mmnas.ops.relation`).
 """
 from __future__ import annotations
 
@@ -28,35 +28,7 @@ import torch.nn.functional as F
 from mmnas.models.model_config import ModelConfig
 from mmnas.ops.base import ResidualOp
 from mmnas.ops.layers import NEG_INF, Dropout, dropout, fast_paths_enabled
-
-REL_MIN = 1e-6  # the relation bias is log(max(ReLU(·), 1e-6))
-
-
-class _RelationBiasFunction(torch.autograd.Function):
-    """log(max(ReLU(z), 1e-6)) = log(max(z, 1e-6)); gradient 1/z where z ≥ 1e-6 and 0 elsewhere — what autograd
-    gives through ReLU, clamp and log, with one saved tensor instead of three."""
-
-    @staticmethod
-    def forward(ctx, z: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(z)
-        return torch.clamp_min(z, REL_MIN).log_()
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (z,) = ctx.saved_tensors
-        # grad/z where z ≥ 1e-6, else 0 — as threshold_backward(·, z, t) with t the largest value below 1e-6 in z's
-        # dtype (it keeps z > t); torch.where with a scalar is several times slower on CPU.
-        below = torch.nextafter(torch.tensor(REL_MIN, dtype=z.dtype), torch.tensor(0.0, dtype=z.dtype)).item()
-        return torch.ops.aten.threshold_backward(grad / z, z, below)
-
-
-def relation_log_bias(z: torch.Tensor) -> torch.Tensor:
-    """The per-head relation bias log(max(ReLU(z), 1e-6)) of spec §2, z = Linear(rel) [B,N,N,h]."""
-    if not fast_paths_enabled():
-        return torch.log(torch.clamp(F.relu(z), min=REL_MIN))
-    if torch.is_grad_enabled() and z.requires_grad:
-        return _RelationBiasFunction.apply(z)
-    return torch.clamp_min(z, REL_MIN).log_()
+from mmnas.ops.relation import REL_MIN, PairGeometry, relation_bias
 
 
 def _has_fully_padded_row(kv_mask: torch.Tensor | None) -> bool:
@@ -92,13 +64,16 @@ class MultiHeadAttention(nn.Module):
     def forward(self, q_in: torch.Tensor, kv_in: torch.Tensor, kv_mask: torch.Tensor | None,
                 rel: torch.Tensor | None = None) -> torch.Tensor:
         if self.linear_rel is not None and rel is None:
-            raise ValueError("a relation attention op needs the projected geometry `rel` [B,N,N,rel_size]")
+            raise ValueError("a relation attention op needs the pair geometry `rel` (a PairGeometry or the projected "
+                             "[B,N,N,rel_size] tensor)")
         if fast_paths_enabled() and not _has_fully_padded_row(kv_mask):
             return self._forward_fast(q_in, kv_in, kv_mask, rel)
         return self._forward_naive(q_in, kv_in, kv_mask, rel)
 
     def _forward_naive(self, q_in, kv_in, kv_mask, rel):
         """The formula as the spec writes it (the reference of the fast path)."""
+        if isinstance(rel, PairGeometry):
+            rel = rel.projected()
         q = self._split(self.linear_q(q_in))
         k = self._split(self.linear_k(kv_in))
         v = self._split(self.linear_v(kv_in))
@@ -131,7 +106,7 @@ class MultiHeadAttention(nn.Module):
             mask = torch.zeros(kv_mask.shape, dtype=q.dtype, device=q.device).masked_fill_(kv_mask, NEG_INF)
         bias = None
         if self.linear_rel is not None:
-            bias = relation_log_bias(self.linear_rel(rel)).permute(0, 3, 1, 2)  # [B,h,N,N]
+            bias = relation_bias(rel, self.linear_rel, fast=True)  # [B,h,N,N]
         p = self.dropout.p if self.training else 0.0
         if p == 0.0 and not (bias is not None and bias.requires_grad):
             attn_mask = mask if bias is None else (bias if mask is None else bias + mask)

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from mmnas.models.model_config import ModelConfig
-from mmnas.ops.layers import Dropout, LayerNorm
+from mmnas.ops.layers import Dropout, LayerNorm, dropout_residual_norm
 
 
 class ResidualOp(nn.Module):
@@ -26,7 +26,11 @@ class ResidualOp(nn.Module):
 
     def forward(self, s: torch.Tensor, other: torch.Tensor | None = None, s_mask: torch.Tensor | None = None,
                 other_mask: torch.Tensor | None = None, rel: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.dropout(self.transform(s, other, s_mask, other_mask, rel))
+        out = self.transform(s, other, s_mask, other_mask, rel)
+        if self.residual and self.norm is not None:
+            # One fused dropout → residual → LayerNorm (transform outputs are fresh Linear outputs: overwritable).
+            return dropout_residual_norm(s, out, self.dropout.p, self.training, self.norm)
+        out = self.dropout(out)
         if self.residual:
             out = s + out
         if self.norm is not None:

@@ -169,23 +169,85 @@ class _ReleaseLayerNormFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         xhat, weight, inv, coef = ctx.saved_tensors
-        n = xhat.size(-1)
-        gy = grad.reshape(-1, n)
-        xh = xhat.reshape(-1, n)
-        gx = gy * xh                                   # ∂L/∂y·xhat: its row sums (·w) and column sums are needed
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            # Row reductions as matrix-vector products: Σ_j g_j·xhat_j = (gy·xhat)·w and Σ_j g_j = gy·w.
-            s_gx = (gx @ weight).unsqueeze(1)
-            mean_g = (gy @ weight).unsqueeze(1).mul_(1.0 / n)
-            grad_x = torch.addcmul(mean_g.neg_(), gy, weight).mul_(inv.reshape(-1, 1))
-            grad_x.addcmul_(xh, s_gx.mul_(coef.reshape(-1, 1)), value=-1.0)
-            grad_x = grad_x.view_as(grad)
-        if ctx.needs_input_grad[1]:
-            grad_w = gx.sum(0)
-        if ctx.needs_input_grad[2]:
-            grad_b = gy.sum(0)
+        grad_x, grad_w, grad_b = _release_norm_backward(ctx, grad, xhat, weight, inv, coef)
         return grad_x, grad_w, grad_b, None
+
+
+def _release_norm_backward(ctx, grad, xhat, weight, inv, coef):
+    """(∂L/∂x, ∂L/∂w, ∂L/∂b) of y = w·xhat + b, each None unless inputs 0, 1, 2 of ctx need it (input 0 is x; for
+    the fused residual function, s and f: both get ∂L/∂x)."""
+    n = xhat.size(-1)
+    gy = grad.reshape(-1, n)
+    xh = xhat.reshape(-1, n)
+    gx = gy * xh                                   # ∂L/∂y·xhat: its row sums (·w) and column sums are needed
+    grad_x = grad_w = grad_b = None
+    wants = ctx.needs_input_grad
+    w_index = 1 if len(wants) == 4 else 2          # LayerNorm: (x, w, b, eps); fused: (s, f, w, b, p, eps)
+    if any(wants[:w_index]):
+        # Row reductions as matrix-vector products: Σ_j g_j·xhat_j = (gy·xhat)·w and Σ_j g_j = gy·w.
+        s_gx = (gx @ weight).unsqueeze(1)
+        mean_g = (gy @ weight).unsqueeze(1).mul_(1.0 / n)
+        grad_x = torch.addcmul(mean_g.neg_(), gy, weight).mul_(inv.reshape(-1, 1))
+        grad_x.addcmul_(xh, s_gx.mul_(coef.reshape(-1, 1)), value=-1.0)
+        grad_x = grad_x.view_as(grad)
+    if wants[w_index]:
+        grad_w = gx.sum(0)
+    if wants[w_index + 1]:
+        grad_b = gy.sum(0)
+    return grad_x, grad_w, grad_b
+
+
+def _keep_draw(x: torch.Tensor, p: float) -> torch.Tensor:
+    """A keep mask as `dropout` draws it: the fast stream, or F.dropout's own draws (set_dropout_rng("torch"))."""
+    return _keep_mask(x, p) if _DROPOUT_RNG == "fast" else torch.native_dropout(x, p, True)[1]
+
+
+class _DropoutResidualNormFunction(torch.autograd.Function):
+    """LayerNorm(s + dropout(f)) with the release's LayerNorm, the sum built in f's buffer (f is the op's fresh
+    output; it comes back as a second, dirty output that the caller drops). Saves the 1-byte mask and what the
+    LayerNorm saves, like the three functions it replaces, with two [B,L,H] tensors fewer written per call."""
+
+    @staticmethod
+    def forward(ctx, s, f, weight, bias, p: float, eps: float):
+        keep = _keep_draw(f, p)
+        scale = _keep_scale(p, f.dtype)
+        x = torch.add(s, f.mul_(keep).mul_(scale), out=f)  # s + f·keep/(1−p), as s + dropout(f)
+        xhat, inv, coef = _release_normalize(x, eps)
+        ctx.mark_dirty(f)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(xhat, weight, inv, coef, keep, scale)
+        return torch.addcmul(bias, xhat, weight), f
+
+    @staticmethod
+    def backward(ctx, grad, _):
+        xhat, weight, inv, coef, keep, scale = ctx.saved_tensors
+        if grad is None:
+            return None, None, None, None, None, None
+        grad_x, grad_w, grad_b = _release_norm_backward(ctx, grad, xhat, weight, inv, coef)
+        grad_f = None
+        if grad_x is not None and ctx.needs_input_grad[1]:
+            grad_f = torch.where(keep, grad_x, 0.0).mul_(scale)
+        return (grad_x if ctx.needs_input_grad[0] else None), grad_f, grad_w, grad_b, None, None
+
+
+def dropout_residual_norm(s: torch.Tensor, f: torch.Tensor, p: float, training: bool,
+                          norm: "LayerNorm") -> torch.Tensor:
+    """norm(s + dropout(f)) for an op's fresh output f (which may be overwritten): one fused function in training on
+    CPU, an in-place sum otherwise; the naive composition when fast paths are off or dtypes differ."""
+    same = f.dtype == s.dtype == norm.weight.dtype and f.shape == s.shape and f.size(-1) > 1
+    if not (_FAST and same and _owns(f) and f.device.type == "cpu"):
+        return norm(s + dropout(f, p, training))
+    if training and 0.0 < p < 1.0:
+        if torch.is_grad_enabled():
+            # A Linear's 3-D output is a view of its 2-D product; autograd lets a function with two outputs dirty
+            # the product itself, not the view.
+            buf = f if f._base is None else f._base
+            out = _DropoutResidualNormFunction.apply(s.reshape(buf.shape), buf, norm.weight, norm.bias, p, norm.eps)
+            return out[0].view(f.shape)
+        f = f.mul_(_keep_draw(f, p)).mul_(_keep_scale(p, f.dtype))
+    elif torch.is_grad_enabled() and (f.requires_grad or s.requires_grad):
+        return norm(s + f)
+    return norm(torch.add(s, f, out=f))
 
 
 class LayerNorm(nn.Module):
@@ -244,7 +306,12 @@ class _ReluDropoutFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: torch.Tensor, p: float) -> torch.Tensor:
         if _DROPOUT_RNG == "fast":
-            out = torch.where(_keep_mask(h, p), h, 0.0).relu_().mul_(_keep_scale(p, h.dtype))
+            # h is the first Linear's fresh output, which nothing saved: masked in place (no new 4-byte tensor).
+            out = (h.mul_(_keep_mask(h, p)) if _owns(h) and h.grad_fn is not None
+                   else torch.where(_keep_mask(h, p), h, 0.0))
+            out = out.relu_().mul_(_keep_scale(p, h.dtype))
+            if out is h:
+                ctx.mark_dirty(h)
         else:
             # F.dropout's noise tensor: bernoulli_(1−p) on an empty float tensor of h's shape, divided by (1−p).
             noise = torch.empty_like(h, memory_format=torch.contiguous_format).bernoulli_(1.0 - p).div_(1.0 - p)
@@ -260,7 +327,15 @@ class _ReluDropoutFunction(torch.autograd.Function):
         scale = torch.ones((), dtype=grad.dtype).div_(1.0 - ctx.p)
         # threshold_backward(g, out, 0) = g where out > 0 else 0: ReLU's own backward kernel (torch.where with a
         # scalar is several times slower on CPU).
-        return torch.ops.aten.threshold_backward(grad * scale, out, 0), None
+        return torch.ops.aten.threshold_backward(grad, out, 0).mul_(scale), None
+
+
+def _owns(t: torch.Tensor) -> bool:
+    """Whether `t` may be overwritten by the function it is handed to. Callers hand over the output of a Linear that
+    nothing else reads (a Linear's backward saves its inputs, not its output); views are never overwritten. Should a
+    function have saved it after all, autograd's version check raises at backward time instead of computing wrong
+    gradients."""
+    return t.is_contiguous() and (t._base is None or (t._base.is_contiguous() and t._base.numel() == t.numel()))
 
 
 def relu_dropout(h: torch.Tensor, p: float, training: bool) -> torch.Tensor:
