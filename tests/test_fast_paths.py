@@ -384,3 +384,24 @@ def test_relu_dropout_never_overwrites_a_tensor_the_caller_owns():
     h0 = h.detach().clone()
     relu_dropout(h, 0.5, True).sum().backward()
     assert torch.equal(h.detach(), h0)
+
+
+def test_no_grad_training_forward_masks_intermediates_in_place_with_the_same_numbers():
+    """The inactive candidates of an arch step: train mode without a graph (fast mask stream)."""
+    assert dropout_rng() == "fast"
+    torch.manual_seed(0)
+    mlp = MLP(H, 4 * H, H, 0.1).train()
+    x = torch.randn(2, 7, H)
+    x0 = x.clone()
+    with torch.no_grad():
+        torch.manual_seed(5)
+        fast = mlp(x)
+        torch.manual_seed(5)
+        ref = mlp.fc2(dropout(F.relu(mlp.fc1(x)), 0.1, True))
+        att = torch.softmax(torch.randn(2, 3, 5, 5), -1)
+        torch.manual_seed(6)
+        a = dropout(att.clone(), 0.1, True, overwrite=True)
+        torch.manual_seed(6)
+        b = dropout(att, 0.1, True)
+    assert torch.equal(fast, ref) and torch.equal(a, b)
+    assert torch.equal(x, x0)

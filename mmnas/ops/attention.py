@@ -118,7 +118,7 @@ class MultiHeadAttention(nn.Module):
                 logits = logits.add_(bias)
             if mask is not None:
                 logits = logits.add_(mask)
-            out = torch.matmul(dropout(torch.softmax(logits, dim=-1), p, True), v)
+            out = torch.matmul(dropout(torch.softmax(logits, dim=-1), p, True, overwrite=True), v)
         out = out.transpose(1, 2).reshape(q_in.size(0), -1, self.inner)
         return self.linear_merge(out)
 

@@ -276,15 +276,18 @@ def naive_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, 
 
 
 # -- dropout --------------------------------------------------------------------------------------------------------
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+def dropout(x: torch.Tensor, p: float, training: bool, overwrite: bool = False) -> torch.Tensor:
     """F.dropout; on CPU with the fast stream's masks (default) or F.dropout's own draws through `native_dropout`
-    (set_dropout_rng('torch')), either way with a 1-byte saved mask."""
+    (set_dropout_rng('torch')), either way with a 1-byte saved mask. `overwrite`: x is a fresh intermediate that may
+    be masked in place when no gradient is being recorded (the inactive candidates of an arch step)."""
     if not training or p == 0.0:
         return x
     if _FAST and x.device.type == "cpu" and 0.0 < p < 1.0:
         if _DROPOUT_RNG == "fast":
             if torch.is_grad_enabled() and x.requires_grad:
                 return _MaskedDropoutFunction.apply(x, p)
+            if overwrite and _owns(x):
+                return x.mul_(_keep_mask(x, p)).mul_(_keep_scale(p, x.dtype))
             return torch.where(_keep_mask(x, p), x, 0.0).mul_(_keep_scale(p, x.dtype))
         return torch.native_dropout(x, p, True)[0]
     return F.dropout(x, p, True)
@@ -338,11 +341,18 @@ def _owns(t: torch.Tensor) -> bool:
     return t.is_contiguous() and (t._base is None or (t._base.is_contiguous() and t._base.numel() == t.numel()))
 
 
-def relu_dropout(h: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """dropout(relu(h)) with the numbers of `dropout(F.relu(h), p, training)` (and its RNG draws)."""
+def relu_dropout(h: torch.Tensor, p: float, training: bool, overwrite: bool = False) -> torch.Tensor:
+    """dropout(relu(h)) with the numbers of `dropout(F.relu(h), p, training)` (and its RNG draws). `overwrite`: h is
+    a fresh intermediate that may be changed in place when no gradient is being recorded."""
     if _FAST and training and 0.0 < p < 1.0 and h.device.type == "cpu" and torch.is_grad_enabled() \
             and h.requires_grad:
+        if _owns(h) and h._base is not None:
+            # Overwrite a Linear's 2-D product rather than its 3-D view: in place through a view, autograd would
+            # zero-fill and copy the whole gradient in the backward (CopySlices).
+            return _ReluDropoutFunction.apply(h._base, p).view(h.shape)
         return _ReluDropoutFunction.apply(h, p)
+    if overwrite and _FAST and not (torch.is_grad_enabled() and h.requires_grad) and _owns(h):
+        return dropout(h.relu_(), p, training, overwrite=True)
     return dropout(F.relu(h), p, training)
 
 
@@ -359,7 +369,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not _FAST:
             return self.fc2(F.dropout(F.relu(self.fc1(x)), self.dropout.p, self.training))
-        return self.fc2(relu_dropout(self.fc1(x), self.dropout.p, self.training))
+        return self.fc2(relu_dropout(self.fc1(x), self.dropout.p, self.training, overwrite=True))
 
 
 class AttFlat(nn.Module):
