@@ -27,7 +27,8 @@ import torch.nn.functional as F
 
 from mmnas.models.model_config import ModelConfig
 from mmnas.ops.base import ResidualOp
-from mmnas.ops.layers import NEG_INF, Dropout, dropout, fast_paths_enabled
+from mmnas.ops.layers import (NEG_INF, Dropout, _keep_draw, _keep_scale, _zero_dropped_, dropout,
+                              fast_paths_enabled)
 from mmnas.ops.relation import REL_MIN, PairGeometry, relation_bias
 
 
@@ -87,40 +88,94 @@ class MultiHeadAttention(nn.Module):
         out = torch.matmul(att, v).transpose(1, 2).reshape(q_in.size(0), -1, self.inner)
         return self.linear_merge(out)
 
-    def _project(self, q_in: torch.Tensor, kv_in: torch.Tensor):
-        """q, k, v [B,h,L,d] (strided views) from one matrix product per input stream."""
+    def _project(self, q_in: torch.Tensor, kv_in: torch.Tensor, head_major: bool):
+        """q, k, v [B,h,L,d] from one matrix product per input stream: strided views of it, or (`head_major`) views
+        of one head-major copy, which the batched products read without copying each of q, k and v again."""
         b, lq, lk, h, d = q_in.size(0), q_in.size(1), kv_in.size(1), self.heads, self.head_size
         if q_in is kv_in:
             weight = torch.cat([self.linear_q.weight, self.linear_k.weight, self.linear_v.weight])
-            q, k, v = F.linear(q_in, weight).view(b, lq, 3, h, d).unbind(2)
+            qkv = F.linear(q_in, weight).view(b, lq, 3, h, d)
+            if head_major:
+                return qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)
+            q, k, v = qkv.unbind(2)
         else:
             q = self.linear_q(q_in).view(b, lq, h, d)
-            k, v = F.linear(kv_in, torch.cat([self.linear_k.weight, self.linear_v.weight])).view(b, lk, 2, h, d) \
-                .unbind(2)
+            kv = F.linear(kv_in, torch.cat([self.linear_k.weight, self.linear_v.weight])).view(b, lk, 2, h, d)
+            if head_major:
+                return (q.transpose(1, 2).contiguous(), *kv.permute(2, 0, 3, 1, 4).contiguous().unbind(0))
+            k, v = kv.unbind(2)
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
     def _forward_fast(self, q_in, kv_in, kv_mask, rel):
-        q, k, v = self._project(q_in, kv_in)
         mask = None
         if kv_mask is not None:  # [B,1,1,Lk]: 0 for keys, −1e9 for padding
-            mask = torch.zeros(kv_mask.shape, dtype=q.dtype, device=q.device).masked_fill_(kv_mask, NEG_INF)
+            mask = torch.zeros(kv_mask.shape, dtype=q_in.dtype, device=q_in.device).masked_fill_(kv_mask, NEG_INF)
         bias = None
         if self.linear_rel is not None:
             bias = relation_bias(rel, self.linear_rel, fast=True)  # [B,h,N,N]
         p = self.dropout.p if self.training else 0.0
         if p == 0.0 and not (bias is not None and bias.requires_grad):
+            q, k, v = self._project(q_in, kv_in, head_major=False)
             attn_mask = mask if bias is None else (bias if mask is None else bias + mask)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0 / math.sqrt(self.head_size))
         else:
-            # matmul's result is fresh and its backward does not read it: scale and mask in place.
-            logits = torch.matmul(q, k.transpose(-2, -1)).div_(math.sqrt(self.head_size))  # [B,h,Lq,Lk]
-            if bias is not None:
-                logits = logits.add_(bias)
-            if mask is not None:
-                logits = logits.add_(mask)
-            out = torch.matmul(dropout(torch.softmax(logits, dim=-1), p, True, overwrite=True), v)
+            q, k, v = self._project(q_in, kv_in, head_major=True)
+            out = attention_core(q, k, v, bias, mask, p, math.sqrt(self.head_size))
         out = out.transpose(1, 2).reshape(q_in.size(0), -1, self.inner)
         return self.linear_merge(out)
+
+
+class _AttentionCoreFunction(torch.autograd.Function):
+    """softmax(q·kᵀ/√d + bias + mask) → dropout → ·v, saving q, k, v, the softmax output and the 1-byte mask: the
+    dropped map, which autograd would keep as well ([B,h,L,L] fp32 per op), is rebuilt in the backward from the two.
+    Every step is the kernel autograd would run (same numbers given the mask)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, mask, p: float, root_d: float):
+        logits = torch.matmul(q, k.transpose(-2, -1)).div_(root_d)
+        if bias is not None:
+            logits = logits.add_(bias)
+        if mask is not None:
+            logits = logits.add_(mask)
+        y = torch.softmax(logits, dim=-1)
+        del logits
+        keep = _keep_draw(y, p)
+        scale = _keep_scale(p, y.dtype)
+        out = torch.matmul(torch.where(keep, y, 0.0).mul_(scale), v)
+        ctx.root_d = root_d
+        ctx.save_for_backward(q, k, v, y, keep, scale)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, v, y, keep, scale = ctx.saved_tensors
+        dropped = torch.where(keep, y, 0.0).mul_(scale)
+        grad_v = torch.matmul(dropped.transpose(-2, -1), grad) if ctx.needs_input_grad[2] else None
+        del dropped
+        grad_y = _zero_dropped_(torch.matmul(grad, v.transpose(-2, -1)), keep).mul_(scale)
+        grad_logits = torch._softmax_backward_data(grad_y, y, -1, y.dtype)
+        del grad_y
+        grad_bias = grad_logits if ctx.needs_input_grad[3] else None
+        grad_scores = grad_logits / ctx.root_d if grad_bias is not None else grad_logits.div_(ctx.root_d)
+        grad_q = torch.matmul(grad_scores, k) if ctx.needs_input_grad[0] else None
+        grad_k = torch.matmul(grad_scores.transpose(-2, -1), q) if ctx.needs_input_grad[1] else None
+        return grad_q, grad_k, grad_v, grad_bias, None, None, None
+
+
+def attention_core(q, k, v, bias: torch.Tensor | None, mask: torch.Tensor | None, p: float,
+                   root_d: float) -> torch.Tensor:
+    """dropout(softmax(q·kᵀ/√d + bias + mask))·v [B,h,Lq,d]; bias [B,h,Lq,Lk] and mask (additive, broadcastable)
+    optional. Under autograd, one function that does not keep the dropped map; without, in-place steps."""
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, bias))
+    if needs_grad and p > 0.0 and q.device.type == "cpu" and (mask is None or not mask.requires_grad):
+        return _AttentionCoreFunction.apply(q, k, v, bias, mask, p, root_d)
+    # matmul's result is fresh and its backward does not read it: scale and mask in place.
+    logits = torch.matmul(q, k.transpose(-2, -1)).div_(root_d)  # [B,h,Lq,Lk]
+    if bias is not None:
+        logits = logits.add_(bias)
+    if mask is not None:
+        logits = logits.add_(mask)
+    return torch.matmul(dropout(torch.softmax(logits, dim=-1), p, True, overwrite=True), v)
 
 
 class SelfAttention(ResidualOp):

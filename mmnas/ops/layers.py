@@ -106,6 +106,12 @@ def _keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
     return torch.from_numpy(keep).view(x.shape)
 
 
+def _zero_dropped_(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """x with the dropped entries set to 0, in place (masked_fill_ on the inverted mask: x.mul_(keep) would first
+    convert the whole mask to x's dtype in a new tensor)."""
+    return x.masked_fill_(keep.logical_not(), 0.0)
+
+
 def _keep_scale(p: float, dtype: torch.dtype) -> torch.Tensor:
     """1/(1−p) computed as F.dropout computes its kept value (a division in the tensor's dtype)."""
     return torch.ones((), dtype=dtype).div_(1.0 - p)
@@ -211,7 +217,7 @@ class _DropoutResidualNormFunction(torch.autograd.Function):
     def forward(ctx, s, f, weight, bias, p: float, eps: float):
         keep = _keep_draw(f, p)
         scale = _keep_scale(p, f.dtype)
-        x = torch.add(s, f.mul_(keep).mul_(scale), out=f)  # s + f·keep/(1−p), as s + dropout(f)
+        x = torch.add(s, _zero_dropped_(f, keep).mul_(scale), out=f)  # s + f·keep/(1−p), as s + dropout(f)
         xhat, inv, coef = _release_normalize(x, eps)
         ctx.mark_dirty(f)
         ctx.set_materialize_grads(False)
@@ -244,7 +250,7 @@ def dropout_residual_norm(s: torch.Tensor, f: torch.Tensor, p: float, training: 
             buf = f if f._base is None else f._base
             out = _DropoutResidualNormFunction.apply(s.reshape(buf.shape), buf, norm.weight, norm.bias, p, norm.eps)
             return out[0].view(f.shape)
-        f = f.mul_(_keep_draw(f, p)).mul_(_keep_scale(p, f.dtype))
+        f = _zero_dropped_(f, _keep_draw(f, p)).mul_(_keep_scale(p, f.dtype))
     elif torch.is_grad_enabled() and (f.requires_grad or s.requires_grad):
         return norm(s + f)
     return norm(torch.add(s, f, out=f))
@@ -287,7 +293,7 @@ def dropout(x: torch.Tensor, p: float, training: bool, overwrite: bool = False) 
             if torch.is_grad_enabled() and x.requires_grad:
                 return _MaskedDropoutFunction.apply(x, p)
             if overwrite and _owns(x):
-                return x.mul_(_keep_mask(x, p)).mul_(_keep_scale(p, x.dtype))
+                return _zero_dropped_(x, _keep_mask(x, p)).mul_(_keep_scale(p, x.dtype))
             return torch.where(_keep_mask(x, p), x, 0.0).mul_(_keep_scale(p, x.dtype))
         return torch.native_dropout(x, p, True)[0]
     return F.dropout(x, p, True)
@@ -310,7 +316,7 @@ class _ReluDropoutFunction(torch.autograd.Function):
     def forward(ctx, h: torch.Tensor, p: float) -> torch.Tensor:
         if _DROPOUT_RNG == "fast":
             # h is the first Linear's fresh output, which nothing saved: masked in place (no new 4-byte tensor).
-            out = (h.mul_(_keep_mask(h, p)) if _owns(h) and h.grad_fn is not None
+            out = (_zero_dropped_(h, _keep_mask(h, p)) if _owns(h) and h.grad_fn is not None
                    else torch.where(_keep_mask(h, p), h, 0.0))
             out = out.relu_().mul_(_keep_scale(p, h.dtype))
             if out is h:
