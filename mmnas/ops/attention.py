@@ -29,7 +29,7 @@ from mmnas.models.model_config import ModelConfig
 from mmnas.ops.base import ResidualOp
 from mmnas.ops.layers import (NEG_INF, Dropout, _keep_draw, _keep_scale, _zero_dropped_, dropout,
                               fast_paths_enabled)
-from mmnas.ops.relation import REL_MIN, PairGeometry, relation_bias
+from mmnas.ops.relation import relation_bias
 
 
 def _has_fully_padded_row(kv_mask: torch.Tensor | None) -> bool:
@@ -73,15 +73,12 @@ class MultiHeadAttention(nn.Module):
 
     def _forward_naive(self, q_in, kv_in, kv_mask, rel):
         """The formula as the spec writes it (the reference of the fast path)."""
-        if isinstance(rel, PairGeometry):
-            rel = rel.projected()
         q = self._split(self.linear_q(q_in))
         k = self._split(self.linear_k(kv_in))
         v = self._split(self.linear_v(kv_in))
         logits = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.head_size)  # [B,h,Lq,Lk]
         if self.linear_rel is not None:
-            bias = F.relu(self.linear_rel(rel)).permute(0, 3, 1, 2)  # [B,h,N,N]
-            logits = logits + torch.log(torch.clamp(bias, min=REL_MIN))
+            logits = logits + relation_bias(rel, self.linear_rel, fast=False)  # [B,h,N,N]
         if kv_mask is not None:
             logits = logits.masked_fill(kv_mask, NEG_INF)
         att = F.dropout(torch.softmax(logits, dim=-1), self.dropout.p, self.training)

@@ -175,30 +175,27 @@ class _ReleaseLayerNormFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         xhat, weight, inv, coef = ctx.saved_tensors
-        grad_x, grad_w, grad_b = _release_norm_backward(ctx, grad, xhat, weight, inv, coef)
+        grad_x, grad_w, grad_b = _release_norm_backward(grad, xhat, weight, inv, coef, *ctx.needs_input_grad[:3])
         return grad_x, grad_w, grad_b, None
 
 
-def _release_norm_backward(ctx, grad, xhat, weight, inv, coef):
-    """(∂L/∂x, ∂L/∂w, ∂L/∂b) of y = w·xhat + b, each None unless inputs 0, 1, 2 of ctx need it (input 0 is x; for
-    the fused residual function, s and f: both get ∂L/∂x)."""
+def _release_norm_backward(grad, xhat, weight, inv, coef, need_x: bool, need_w: bool, need_b: bool):
+    """(∂L/∂x, ∂L/∂w, ∂L/∂b) of y = w·xhat + b, each computed only if asked for (None otherwise)."""
     n = xhat.size(-1)
     gy = grad.reshape(-1, n)
     xh = xhat.reshape(-1, n)
     gx = gy * xh                                   # ∂L/∂y·xhat: its row sums (·w) and column sums are needed
     grad_x = grad_w = grad_b = None
-    wants = ctx.needs_input_grad
-    w_index = 1 if len(wants) == 4 else 2          # LayerNorm: (x, w, b, eps); fused: (s, f, w, b, p, eps)
-    if any(wants[:w_index]):
+    if need_x:
         # Row reductions as matrix-vector products: Σ_j g_j·xhat_j = (gy·xhat)·w and Σ_j g_j = gy·w.
         s_gx = (gx @ weight).unsqueeze(1)
         mean_g = (gy @ weight).unsqueeze(1).mul_(1.0 / n)
         grad_x = torch.addcmul(mean_g.neg_(), gy, weight).mul_(inv.reshape(-1, 1))
         grad_x.addcmul_(xh, s_gx.mul_(coef.reshape(-1, 1)), value=-1.0)
         grad_x = grad_x.view_as(grad)
-    if wants[w_index]:
+    if need_w:
         grad_w = gx.sum(0)
-    if wants[w_index + 1]:
+    if need_b:
         grad_b = gy.sum(0)
     return grad_x, grad_w, grad_b
 
@@ -229,11 +226,13 @@ class _DropoutResidualNormFunction(torch.autograd.Function):
         xhat, weight, inv, coef, keep, scale = ctx.saved_tensors
         if grad is None:
             return None, None, None, None, None, None
-        grad_x, grad_w, grad_b = _release_norm_backward(ctx, grad, xhat, weight, inv, coef)
+        need_s, need_f, need_w, need_b = ctx.needs_input_grad[:4]
+        grad_x, grad_w, grad_b = _release_norm_backward(grad, xhat, weight, inv, coef, need_s or need_f, need_w,
+                                                        need_b)
         grad_f = None
-        if grad_x is not None and ctx.needs_input_grad[1]:
+        if need_f:
             grad_f = torch.where(keep, grad_x, 0.0).mul_(scale)
-        return (grad_x if ctx.needs_input_grad[0] else None), grad_f, grad_w, grad_b, None, None
+        return (grad_x if need_s else None), grad_f, grad_w, grad_b, None, None
 
 
 def dropout_residual_norm(s: torch.Tensor, f: torch.Tensor, p: float, training: bool,

@@ -7,14 +7,16 @@ N = 100, rel_size 64), and in the backward writes a gradient of that size which 
 than a second of a nine-second training step.
 
 `PairGeometry` is what the network hands to the relation ops instead: the raw geometry [B,N,N,4] and the shared
-projection layer. On the fast path each op computes its bias [B,h,N,N] in chunks of a few images with everything in
-cache, saves only the raw geometry, and recomputes the chunk in the backward, where it produces the gradients of both
-projections directly: the [B,N,N,rel_size] tensor and its gradient never exist. Same formula and numbers to fp32
+projection layer. On the fast path the biases [B,h,N,N] of every relation op of the forward are computed together, in
+chunks of a few images with everything in cache; only the raw geometry is saved, and the backward recomputes each
+chunk, where it produces the gradients of both projections directly: the [B,N,N,rel_size] tensor and its gradient
+never exist. Same formula and numbers to fp32
 rounding (sums in another order). The projected tensor is still available (`projected()`, computed once per forward
 and cached) for the naive path, autocast, and callers that hand ops a projected tensor themselves (ITM scoring).
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
@@ -66,7 +68,7 @@ class PairGeometry:
         """The op's bias [B,h,N,N]; a prepared one is handed over (and dropped here, so it is freed after use)."""
         if id(linear_rel) not in self._biases:
             if not self.fusable(linear_rel):
-                return log_bias(linear_rel(self.projected())).permute(0, 3, 1, 2)
+                return relation_bias(self.projected(), linear_rel, fast=True)
             self.prepare([linear_rel])
         return self._biases.pop(id(linear_rel))
 
@@ -91,6 +93,7 @@ class _LogBiasFunction(torch.autograd.Function):
         return _log_bias_backward(grad, z)
 
 
+@functools.lru_cache(maxsize=None)
 def _below_min(dtype: torch.dtype) -> float:
     """The largest value below 1e-6 in `dtype`: threshold_backward(·, z, t) keeps z > t, i.e. z ≥ 1e-6."""
     return torch.nextafter(torch.tensor(REL_MIN, dtype=dtype), torch.tensor(0.0, dtype=dtype)).item()
