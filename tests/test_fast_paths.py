@@ -244,17 +244,22 @@ def test_fast_mask_stream_has_the_rate_the_seed_and_the_gradients():
 
 
 def test_fast_masks_do_not_depend_on_the_thread_count():
-    x = torch.ones(3, 50_000)  # large enough for the helper thread
+    x = torch.randn(3, 50_000)  # large enough for the helper thread
     before = torch.get_num_threads()
-    masks = []
+    masks, grads = [], []
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
+            xs = x.clone().requires_grad_(True)
             torch.manual_seed(8)
-            masks.append(dropout(x, 0.1, True))
+            out = dropout(xs, 0.1, True)
+            out.backward(x)  # the mask applied to an upstream gradient, in halves on two threads
+            masks.append(out.detach())
+            grads.append(xs.grad)
     finally:
         torch.set_num_threads(before)
-    assert torch.equal(*masks)
+    assert torch.equal(*masks) and torch.equal(*grads)
+    assert torch.equal(grads[0], (masks[0] != 0) * x * torch.ones(()).div_(0.9))
 
 
 @pytest.mark.parametrize("name", ["self_att_64", "guided_att_64", "rel_self_att_64", "feed_forward"])
@@ -405,3 +410,47 @@ def test_no_grad_training_forward_masks_intermediates_in_place_with_the_same_num
         b = dropout(att, 0.1, True)
     assert torch.equal(fast, ref) and torch.equal(a, b)
     assert torch.equal(x, x0)
+
+
+def _reference_keep(seed_draw: int, n: int, p: float) -> torch.Tensor:
+    """The fast stream as documented: two PCG64 streams [seed, i] over the halves, 32-bit uniforms ≥ round(p·2³²)."""
+    import numpy as np
+    threshold = np.uint32(round(p * 2 ** 32))
+    halves = [0, n // 2, n]
+    parts = [np.random.PCG64([seed_draw, i]).random_raw((halves[i + 1] - halves[i] + 1) // 2).view(np.uint32)
+             [:halves[i + 1] - halves[i]] >= threshold for i in range(2)]
+    return torch.from_numpy(np.concatenate(parts))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fast_stream_is_one_stream_per_half_and_masks_like_f_dropout(dtype):
+    """Masks are drawn and applied block by block (NumPy for fp32, torch's kernels for bf16): the stream must be
+    the documented one whatever the blocks, and a dropped entry is x·0 as F.dropout computes it (NaN and ±inf stay
+    NaN, negative entries give −0)."""
+    n = 4 * (1 << 18) + 7  # several blocks per half, odd halves
+    x = torch.randn(n).to(dtype)
+    x[:6] = torch.tensor([float("nan"), float("inf"), -float("inf"), -2.0, 0.0, 3.0]).to(dtype)
+    torch.manual_seed(4)
+    seed = int(torch.randint(0, 2 ** 62, (), dtype=torch.int64))
+    keep = _reference_keep(seed, n, 0.1)
+    scale = torch.ones((), dtype=dtype).div_(0.9)
+    torch.manual_seed(4)
+    out = dropout(x.clone(), 0.1, True)
+    ref = (x * keep) * scale
+    assert torch.equal(out.isnan(), ref.isnan()) and torch.equal(out.nan_to_num(), ref.nan_to_num())
+    assert torch.equal(out.signbit(), ref.signbit())
+    torch.manual_seed(4)
+    out = relu_dropout(x.clone().requires_grad_(True), 0.1, True).detach()
+    ref = F.relu(x * keep * scale)
+    assert torch.equal(out.isnan(), ref.isnan()) and torch.equal(out.nan_to_num(), ref.nan_to_num())
+
+
+def test_an_overwritten_buffer_that_another_op_saved_makes_the_backward_raise():
+    """NumPy writes behind autograd's back; the masks bump the version counter so that a function which had saved
+    the overwritten Linear output (here sin) refuses to compute wrong gradients."""
+    lin = torch.nn.Linear(16, 64)
+    h = lin(torch.randn(8000, 16))
+    saved_elsewhere = torch.sin(h)  # sin saves its input
+    out = relu_dropout(h, 0.1, True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        (out.sum() + saved_elsewhere.sum()).backward()

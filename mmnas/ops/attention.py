@@ -27,8 +27,7 @@ import torch.nn.functional as F
 
 from mmnas.models.model_config import ModelConfig
 from mmnas.ops.base import ResidualOp
-from mmnas.ops.layers import (NEG_INF, Dropout, _keep_draw, _keep_scale, _zero_dropped_, dropout,
-                              fast_paths_enabled)
+from mmnas.ops.layers import NEG_INF, Dropout, _draw_and_mask, _keep_scale, _mask_mul, dropout, fast_paths_enabled
 from mmnas.ops.relation import relation_bias
 
 
@@ -136,9 +135,9 @@ class _AttentionCoreFunction(torch.autograd.Function):
             logits = logits.add_(mask)
         y = torch.softmax(logits, dim=-1)
         del logits
-        keep = _keep_draw(y, p)
         scale = _keep_scale(p, y.dtype)
-        out = torch.matmul(torch.where(keep, y, 0.0).mul_(scale), v)
+        dropped, keep = _draw_and_mask(y, p, scale)
+        out = torch.matmul(dropped, v)
         ctx.root_d = root_d
         ctx.save_for_backward(q, k, v, y, keep, scale)
         return out
@@ -146,10 +145,11 @@ class _AttentionCoreFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         q, k, v, y, keep, scale = ctx.saved_tensors
-        dropped = torch.where(keep, y, 0.0).mul_(scale)
+        dropped = _mask_mul(y, keep, scale)
         grad_v = torch.matmul(dropped.transpose(-2, -1), grad) if ctx.needs_input_grad[2] else None
         del dropped
-        grad_y = _zero_dropped_(torch.matmul(grad, v.transpose(-2, -1)), keep).mul_(scale)
+        grad_y = torch.matmul(grad, v.transpose(-2, -1))
+        grad_y = _mask_mul(grad_y, keep, scale, out=grad_y)
         grad_logits = torch._softmax_backward_data(grad_y, y, -1, y.dtype)
         del grad_y
         grad_bias = grad_logits if ctx.needs_input_grad[3] else None
