@@ -13,6 +13,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.common import set_threads, vqa_batch
 from benchmarks.steps import MODES, _fast, build_search, build_train_like
+from mmnas.config import RunConfig
+from mmnas.engine.memory import set_host_memory
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.dropout_rng:
         set_dropout_rng(a.dropout_rng)
     set_threads(a.threads)
+    set_host_memory(RunConfig.host_memory)  # as a run of the engine
     dev = torch.device("cpu")
     with (_fast(False) if a.naive else contextlib.nullcontext()):
         bench = (build_train_like(a.mode, dev, a.amp, False, "engine") if a.mode in ("train", "eval")

@@ -28,17 +28,18 @@ STEP_MODES = ("train", "search_weight", "search_arch", "eval")
 # against the default run, except `tuned` (the suggested settings together) and `tuned_lowmem`.
 FUSED = ["--optimizer", "fused"]
 THP = {"THP_MEM_ALLOC_ENABLE": "1"}          # c10's allocator: 2 MB-aligned, madvise(MADV_HUGEPAGE) for ≥ 2 MB
-MMAP_1MB = {"MALLOC_MMAP_THRESHOLD_": "1048576"}  # glibc: blocks ≥ 1 MB mapped and returned on free (RSS = live)
+LEAN = ["--host-memory", "lean"]             # run.host_memory=lean: blocks ≥ 1 MB mapped and returned on free
 VARIANTS: dict[str, tuple[list[str], dict[str, str], tuple[str, ...]]] = {
     "naive": (["--naive"], {}, STEP_MODES),
     "torch_rng": (["--dropout-rng", "torch"], {}, ("train", "search_arch")),
     "fused_adam": (FUSED, {}, ("train", "search_weight")),
     "thp": ([], THP, ("train",)),
-    "malloc_1mb": ([], MMAP_1MB, ("train",)),
+    "host_reuse": (["--host-memory", "reuse"], {}, ("train", "search_weight")),
+    "host_lean": (LEAN, {}, ("train",)),
     "bf16": (["--amp", "bf16"], {}, STEP_MODES),
     "compile": (["--compile"], {}, ("train", "eval")),
     "tuned": (FUSED, THP, ("train", "search_weight", "search_arch")),
-    "tuned_lowmem": (FUSED, MMAP_1MB, ("train",)),
+    "tuned_lowmem": (FUSED + LEAN, {}, ("train",)),
 }
 DEFAULT_VARIANTS = tuple(VARIANTS)
 REPO = Path(__file__).resolve().parents[1]

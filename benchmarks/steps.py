@@ -23,7 +23,8 @@ from typing import Any, Callable
 import torch
 
 from benchmarks.common import (VQA_SHAPES, count_flops, current_rss_bytes, environment, machine_load, matmul_rate,
-                               median, peak_rss_bytes, set_threads, sync, vqa_batch, write_json)
+                               median, minor_faults, peak_rss_bytes, set_threads, sync, vqa_batch, write_json)
+from mmnas.engine.memory import HOST_MEMORY_POLICIES
 
 MODES = ("train", "eval", "search_weight", "search_arch")
 LR = 1e-4  # any positive rate: the schedule's value does not change the work of a step
@@ -175,8 +176,12 @@ def build_search(mode: str, device: torch.device, amp: str, optimizer: str) -> B
 
 def run(mode: str, batch_size: int, threads: int, reps: int, warmup: int, device: str = "cpu", amp: str = "off",
         compile_model: bool = False, naive: bool = False, optimizer: str = "engine",
-        count_batch: int = 2, dropout_rng: str | None = None) -> dict[str, Any]:
+        count_batch: int = 2, dropout_rng: str | None = None, host_memory: str | None = None) -> dict[str, Any]:
     """Benchmark one mode at one batch size in this process; returns the record (see the module docstring)."""
+    from mmnas.config import RunConfig
+    from mmnas.engine.memory import set_host_memory
+    host_memory = host_memory or RunConfig.host_memory  # what a run of the engine sets (cli.run_config)
+    set_host_memory(host_memory)
     from mmnas.ops.layers import dropout_rng as current_rng
     from mmnas.ops.layers import set_dropout_rng
     if dropout_rng:
@@ -203,17 +208,19 @@ def run(mode: str, batch_size: int, threads: int, reps: int, warmup: int, device
             torch.cuda.reset_peak_memory_stats(dev)
         for _ in range(warmup):
             bench.step(batch)
-        times, cpu_times, rates, fractions, flops_fwd, flops_step = [], [], [], [], [], []
+        times, cpu_times, faults, rates, fractions, flops_fwd, flops_step = [], [], [], [], [], [], []
         for _ in range(reps):
             fwd, full = bench.count(small)
             flops_fwd.append(fwd / count_batch)
             flops_step.append(full / count_batch)
             before = matmul_rate(device=dev)
             sync(dev)
+            f0 = minor_faults()
             c0, t0 = time.process_time(), time.perf_counter()
             bench.step(batch)
             sync(dev)
             dt, dc = time.perf_counter() - t0, time.process_time() - c0
+            faults.append(minor_faults() - f0)
             # The rate around the step (before and after): on a shared machine one short sample can be an outlier.
             rate = (before + matmul_rate(device=dev)) / 2
             times.append(dt)
@@ -224,9 +231,10 @@ def run(mode: str, batch_size: int, threads: int, reps: int, warmup: int, device
     record = {
         "mode": mode, "batch": batch_size, "threads": used_threads, "device": str(dev), "amp": amp,
         "compile": compile_model, "fast_paths": not naive, "optimizer": optimizer, "dropout_rng": dropout_rng,
-        **bench.info,
+        "host_memory": host_memory, **bench.info,
         "flops_fwd_per_sample": median(flops_fwd), "flops_step_per_sample": median(flops_step),
         "matmul_rate": median(rates), "rates": rates, "seconds": times, "cpu_seconds": cpu_times,
+        "page_faults": faults,
         "median_s": t, "samples_per_s": batch_size / t, "fraction_of_floor": median(fractions),
         "fractions": fractions, "rss_baseline": rss_baseline, "rss_baseline_now": rss_now_baseline,
         "rss_peak": peak_rss_bytes(), "rss_delta": peak_rss_bytes() - rss_baseline,
@@ -253,10 +261,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dropout-rng", choices=["fast", "torch"],
                    help="CPU dropout masks: fast (the library's default stream) or torch (F.dropout's draws); "
                         "see mmnas.ops.layers.set_dropout_rng")
+    p.add_argument("--host-memory", choices=HOST_MEMORY_POLICIES,
+                   help="glibc policy (run.host_memory; default: the engine's default); see mmnas/engine/memory.py")
     p.add_argument("--json", help="write the record here")
     a = p.parse_args(argv)
     record = run(a.mode, a.batch, a.threads, a.reps, a.warmup, a.device, a.amp, a.compile, a.naive, a.optimizer,
-                 dropout_rng=a.dropout_rng)
+                 dropout_rng=a.dropout_rng, host_memory=a.host_memory)
     if a.json:
         write_json(a.json, record)
     print(f"{record['mode']} bs {record['batch']}: {record['median_s']:.3f} s/step, "

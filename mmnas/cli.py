@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from mmnas.config import ConfigError, build_config
 from mmnas.engine import dist
-from mmnas.engine.memory import set_mmap_threshold
+from mmnas.engine.memory import set_host_memory
 from mmnas.errors import UserError
 from mmnas.tasks import get_task
 
@@ -64,7 +64,7 @@ def parse(task: str, stage: str, argv: Sequence[str] | None = None):
 
 def run_config(cfg) -> dict[str, Any]:
     """Run a resolved config in this process (alone, or as one process of a distributed run)."""
-    set_mmap_threshold(cfg.run.mmap_threshold_mb)  # per process: spawned workers do not inherit it
+    set_host_memory(cfg.run.host_memory)  # per process: spawned processes do not inherit it
     task_cls = get_task(cfg.task)
     if cfg.data.dataset in task_cls.demo_datasets:
         if dist.local_rank() == 0:
