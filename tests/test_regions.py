@@ -124,6 +124,17 @@ def test_masks():
     assert mask[:, 0, 0].tolist() == [[False, True, False], [True, False, True]]
 
 
+def test_region_mask_equals_the_release_formula_on_edge_values():
+    """The mask is computed from max and min; the release's formula is sum |feat| == 0."""
+    tiny = torch.finfo(torch.float32).tiny / 4  # a subnormal
+    rows = [[0.0, 0.0], [-0.0, 0.0], [tiny, 0.0], [-tiny, 0.0], [float("nan"), 0.0], [float("inf"), 0.0],
+            [-float("inf"), 0.0], [3.0, -3.0], [0.0, -1e-30]]
+    feat = torch.tensor(rows).view(1, len(rows), 2)
+    assert region_mask(feat)[0, 0, 0].tolist() == (feat.abs().sum(-1) == 0)[0].tolist()
+    assert region_mask(feat)[0, 0, 0].tolist() == [True, True] + [False] * (len(rows) - 2)
+    assert region_mask(torch.zeros(2, 3, 0)).all()  # no features at all: padding, as sum over nothing is 0
+
+
 def test_missing_file(tmp_path):
     path = tmp_path / "COCO_train2014_000000000001.jpg.npz"
     with pytest.raises(RegionFileError) as info:
