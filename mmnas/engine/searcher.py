@@ -228,11 +228,11 @@ class Searcher(Run):
         """One weight step on a sampled path; (summed loss, whether a stop was requested anywhere)."""
         mode = "darts" if self.cfg.search.mode == "darts" else "weight"
         scaler = self.scalers["weight"]
+        optimizer.zero_grad(set_to_none=True)  # before the forward, as in Trainer.train_step (peak memory)
+        net.zero_grad(set_to_none=True)
         with net.sampling(mode, gen):
             with autocast(self.device, self.cfg.run.amp):
                 loss = self.task.forward_loss(net, batch)["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            net.zero_grad(set_to_none=True)
             scaler.scale(loss * self.loss_scale if self.loss_scale != 1 else loss).backward()
         dist.average_gradients(weights)
         if self.cfg.search.inactive_grads == "zero":

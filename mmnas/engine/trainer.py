@@ -126,10 +126,12 @@ class Trainer(Run):
                    stop: StopSignals) -> tuple[float, bool]:
         """One step; (the batch's summed loss, whether a stop was requested). Nothing is applied and
         NonFiniteStep is raised when the loss or the gradient is not finite on some process."""
+        # Before the forward: the last step's gradients would otherwise be live at the peak (the saved activations
+        # at the end of the forward), 0.24 GB at the VQA sizes.
+        optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.cfg.run.amp):
             out = self.task.forward_loss(model, batch)
         loss = out["loss"] * self.loss_scale if self.loss_scale != 1 else out["loss"]
-        optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         stopping = self.apply_step(optimizer, self.scaler, model.parameters(), out["loss"], lr, stop,
                                    self.cfg.optim.grad_clip)

@@ -420,8 +420,10 @@ class _ReluDropoutFunction(torch.autograd.Function):
         # (grad·noise) where ReLU passed: noise is the kept value 1/(1−p), computed by the same division as above.
         scale = torch.ones((), dtype=grad.dtype).div_(1.0 - ctx.p)
         # threshold_backward(g, out, 0) = g where out > 0 else 0: ReLU's own backward kernel (torch.where with a
-        # scalar is several times slower on CPU), into an output of our own (its own allocation is 3x slower).
-        grad_h = torch.empty_like(grad, memory_format=torch.contiguous_format)
+        # scalar is several times slower on CPU). Written into grad itself when it is a whole fresh buffer: here it
+        # is the next Linear's input gradient, which nothing else reads (no new [B·L, 4H] tensor at the peak).
+        grad_h = grad if _owns(grad) and grad.shape == out.shape and grad.dtype == out.dtype \
+            and not torch.is_grad_enabled() else torch.empty_like(out, memory_format=torch.contiguous_format)
         return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad_h).mul_(scale), None
 
 
