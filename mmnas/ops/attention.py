@@ -145,6 +145,8 @@ class _AttentionCoreFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         q, k, v, y, keep, scale = ctx.saved_tensors
+        # The caller's [B,L,h·d] merge hands back a transposed gradient; both products below would copy it.
+        grad = grad.contiguous()
         dropped = _mask_mul(y, keep, scale)
         grad_v = torch.matmul(dropped.transpose(-2, -1), grad) if ctx.needs_input_grad[2] else None
         del dropped
