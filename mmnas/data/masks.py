@@ -17,5 +17,5 @@ def region_mask(feat: torch.Tensor) -> torch.Tensor:
     if feat.size(-1) == 0:
         return feat.new_ones(feat.shape[:-1], dtype=torch.bool).unsqueeze(1).unsqueeze(2)
     # max = min = 0 ⇔ sum |feat| = 0 (NaN and ±inf rows are not padding either way): two reductions instead of a
-    # [B,N,F] |feat| temporary (2 ms instead of 22 at the VQA batch of 64 × 100 × 2048).
+    # [B,N,F] |feat| temporary (2.5 ms instead of 26 at the VQA batch of 64 × 100 × 2048).
     return ((feat.amax(dim=-1) == 0) & (feat.amin(dim=-1) == 0)).unsqueeze(1).unsqueeze(2)
