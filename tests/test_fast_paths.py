@@ -454,3 +454,14 @@ def test_an_overwritten_buffer_that_another_op_saved_makes_the_backward_raise():
     out = relu_dropout(h, 0.1, True)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         (out.sum() + saved_elsewhere.sum()).backward()
+
+
+@pytest.mark.parametrize("shape", [(4, 2, 9, 9), (4, 2, 9, 14), (2, 3, 5, 100)])
+def test_softmax_backward_into_its_own_gradient_equals_the_out_of_place_kernel(shape):
+    """The attention core's backward writes softmax's input gradient over the output gradient; that relies on the
+    kernel reading each row's Σ grad·y before writing the row."""
+    y = torch.softmax(torch.randn(shape), dim=-1)
+    g = torch.randn(shape)
+    ref = torch._softmax_backward_data(g, y, -1, y.dtype)
+    out = torch.ops.aten._softmax_backward_data.out(g, y, -1, y.dtype, grad_input=g)
+    assert out.data_ptr() == g.data_ptr() and torch.equal(out, ref)

@@ -152,7 +152,9 @@ class _AttentionCoreFunction(torch.autograd.Function):
         del dropped
         grad_y = torch.matmul(grad, v.transpose(-2, -1))
         grad_y = _mask_mul(grad_y, keep, scale, out=grad_y)
-        grad_logits = torch._softmax_backward_data(grad_y, y, -1, y.dtype)
+        # In place: the kernel reads each row's Σ grad·y before it writes the row (equal to the out-of-place result,
+        # tests), so the step holds one [B,h,Lq,Lk] gradient fewer.
+        grad_logits = torch.ops.aten._softmax_backward_data.out(grad_y, y, -1, y.dtype, grad_input=grad_y)
         del grad_y
         grad_bias = grad_logits if ctx.needs_input_grad[3] else None
         grad_scores = grad_logits / ctx.root_d if grad_bias is not None else grad_logits.div_(ctx.root_d)
