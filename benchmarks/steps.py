@@ -59,13 +59,8 @@ def _model_kwargs() -> dict[str, Any]:
 
 def _optimizer(params, cfg, kind: str) -> torch.optim.Optimizer:
     from mmnas.engine.common import build_optimizer
-    opt = build_optimizer(params, cfg.optim)
-    if kind == "fused":  # the engine's settings with the one-kernel Adam (a suggestion this benchmark measures)
-        defaults = dict(opt.defaults)
-        defaults.pop("fused", None)
-        defaults.pop("foreach", None)
-        opt = torch.optim.Adam(params, fused=True, **{k: defaults[k] for k in ("lr", "betas", "eps", "weight_decay")})
-    return opt
+    # fused: the engine's optim.fused_adam option
+    return build_optimizer(params, dataclasses.replace(cfg.optim, fused_adam=kind == "fused"))
 
 
 def _engine(method: Callable, runner, *args):
@@ -257,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the network (train, eval)")
     p.add_argument("--naive", action="store_true", help="the naive formulas instead of the fast paths")
     p.add_argument("--optimizer", choices=["engine", "fused"], default="engine",
-                   help="engine: build_optimizer as runs use it; fused: Adam(fused=True) with the same settings")
+                   help="engine: build_optimizer as runs use it; fused: the same with optim.fused_adam=true")
     p.add_argument("--dropout-rng", choices=["fast", "torch"],
                    help="CPU dropout masks: fast (the library's default stream) or torch (F.dropout's draws); "
                         "see mmnas.ops.layers.set_dropout_rng")

@@ -50,6 +50,8 @@ class OptimConfig:
     eps: float = 1e-9                       # OPT_EPS
     weight_decay: float = 0.0               # NET_WEIGHT_DECAY
     grad_clip: float = 1.0                  # NET_GRAD_CLIP (≤ 0: off)
+    fused_adam: bool = False                # Adam as one fused kernel (CPU and CUDA): ~3.6x faster optimizer step
+                                            # on the CPU, numbers differ from the release's Adam by ~1e-7 per step
     warmup: bool = True                     # NET_OPTIM_WARMUP: ¼, ½, ¾ of lr_base in epochs 1–3 (counted in steps)
     lr_decay_rate: float = 0.2              # NET_LR_DECAY_R
     lr_decay_epochs: list = field(default_factory=lambda: [10, 12])  # NET_LR_DECAY_LIST (0-based epoch starts)

@@ -38,3 +38,33 @@ def test_base_chain_and_release_values(tmp_path):
     assert (search.optim.lr_base, search.search.alpha_start, search.search.alpha_every, search.search.alpha_betas,
             search.model.hidden_size, search.search.nodes_dec) == (4e-4, 20, 5, [0.0, 0.999], 256, 18)
     assert "lr_base: 0.00012" in train.dump()
+
+
+def test_fused_adam_is_an_option_close_to_the_default_and_resumable_either_way():
+    import torch
+
+    from mmnas.engine.common import build_optimizer, set_lr
+    cfg = build_config("vqa", "train")
+    assert cfg.optim.fused_adam is False
+    fused_cfg = build_config("vqa", "train", overrides=["optim.fused_adam=true"])
+    torch.manual_seed(0)
+    start = torch.randn(64, 32)
+    grads = [torch.randn(64, 32) for _ in range(5)]
+    results, states = [], []
+    for c in (cfg, fused_cfg):
+        p = torch.nn.Parameter(start.clone())
+        opt = build_optimizer([p], c.optim)
+        assert bool(opt.defaults.get("fused")) == c.optim.fused_adam
+        set_lr(opt, 1e-3)
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+        results.append(p.detach().clone())
+        states.append(opt.state_dict())
+    assert not torch.equal(results[0], start)
+    torch.testing.assert_close(results[1], results[0], rtol=0, atol=1e-6)
+    # A checkpoint of one kind resumes under the other: the state has the same layout.
+    p = torch.nn.Parameter(results[1].clone())
+    plain = build_optimizer([p], cfg.optim)
+    plain.load_state_dict(states[1])
+    torch.testing.assert_close(plain.state[p]["exp_avg_sq"], states[1]["state"][0]["exp_avg_sq"])
