@@ -18,10 +18,8 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from benchmarks.common import matmul_rate, median, set_threads, vqa_batch
-from benchmarks.steps import MODES, build_search, build_train_like
-from mmnas.config import RunConfig
-from mmnas.engine.memory import set_host_memory
+from benchmarks.common import matmul_rate, median, vqa_batch
+from benchmarks.steps import MODES, build_bench, prepare_process
 
 aten = torch.ops.aten
 PRODUCTS = {aten.mm.default: "mm", aten.addmm.default: "addmm", aten.bmm.default: "bmm",
@@ -64,11 +62,8 @@ def _time(fn, reps: int) -> float:
 
 
 def measure(mode: str, batch_size: int, threads: int, reps: int = 5) -> dict[str, Any]:
-    set_threads(threads)
-    set_host_memory(RunConfig.host_memory)
-    dev = torch.device("cpu")
-    bench = (build_train_like(mode, dev, "off", False, "engine") if mode in ("train", "eval")
-             else build_search(mode, dev, "off", "engine"))
+    prepare_process(threads)
+    bench = build_bench(mode, torch.device("cpu"))
     batch = vqa_batch(batch_size, seed=1)
     bench.step(batch)
     recorder = _Recorder()

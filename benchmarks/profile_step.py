@@ -11,10 +11,8 @@ import contextlib
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.common import set_threads, vqa_batch
-from benchmarks.steps import MODES, _fast, build_search, build_train_like
-from mmnas.config import RunConfig
-from mmnas.engine.memory import set_host_memory
+from benchmarks.common import vqa_batch
+from benchmarks.steps import MODES, _fast, build_bench, prepare_process
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,12 +29,10 @@ def main(argv: list[str] | None = None) -> None:
     from mmnas.ops.layers import set_dropout_rng
     if a.dropout_rng:
         set_dropout_rng(a.dropout_rng)
-    set_threads(a.threads)
-    set_host_memory(RunConfig.host_memory)  # as a run of the engine
+    prepare_process(a.threads)
     dev = torch.device("cpu")
     with (_fast(False) if a.naive else contextlib.nullcontext()):
-        bench = (build_train_like(a.mode, dev, a.amp, False, "engine") if a.mode in ("train", "eval")
-                 else build_search(a.mode, dev, a.amp, "engine"))
+        bench = build_bench(a.mode, dev, a.amp)
         batch = vqa_batch(a.batch, seed=1)
         bench.step(batch)
         with profile(activities=[ProfilerActivity.CPU], record_shapes=a.shapes) as prof:

@@ -24,7 +24,7 @@ import torch
 
 from benchmarks.common import (VQA_SHAPES, count_flops, current_rss_bytes, environment, machine_load, matmul_rate,
                                median, minor_faults, peak_rss_bytes, set_threads, sync, vqa_batch, write_json)
-from mmnas.engine.memory import HOST_MEMORY_POLICIES
+from mmnas.engine.memory import HOST_MEMORY_POLICIES, set_host_memory
 
 MODES = ("train", "eval", "search_weight", "search_arch")
 LR = 1e-4  # any positive rate: the schedule's value does not change the work of a step
@@ -169,32 +169,42 @@ def build_search(mode: str, device: torch.device, amp: str, optimizer: str) -> B
     return Bench(step, count, net, info)
 
 
+def prepare_process(threads: int, host_memory: str | None = None) -> tuple[int, str]:
+    """This process as a run of the engine would be: the thread count and the host-memory policy (default: the
+    engine's, which cli.run_config sets). Returns both as used."""
+    from mmnas.config import RunConfig
+    host_memory = host_memory or RunConfig.host_memory
+    set_host_memory(host_memory)
+    return set_threads(threads), host_memory
+
+
+def build_bench(mode: str, device: torch.device, amp: str = "off", compile_model: bool = False,
+                optimizer: str = "engine") -> Bench:
+    """The Bench of one mode (see MODES)."""
+    if mode in ("train", "eval"):
+        return build_train_like(mode, device, amp, compile_model, optimizer)
+    if mode in ("search_weight", "search_arch"):
+        if compile_model:
+            raise SystemExit("--compile: the supernet changes its path every step (a recompile each time); "
+                             "benchmark compile on train/eval only.")
+        return build_search(mode, device, amp, optimizer)
+    raise SystemExit(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+
+
 def run(mode: str, batch_size: int, threads: int, reps: int, warmup: int, device: str = "cpu", amp: str = "off",
         compile_model: bool = False, naive: bool = False, optimizer: str = "engine",
         count_batch: int = 2, dropout_rng: str | None = None, host_memory: str | None = None) -> dict[str, Any]:
     """Benchmark one mode at one batch size in this process; returns the record (see the module docstring)."""
-    from mmnas.config import RunConfig
-    from mmnas.engine.memory import set_host_memory
-    host_memory = host_memory or RunConfig.host_memory  # what a run of the engine sets (cli.run_config)
-    set_host_memory(host_memory)
     from mmnas.ops.layers import dropout_rng as current_rng
     from mmnas.ops.layers import set_dropout_rng
     if dropout_rng:
         set_dropout_rng(dropout_rng)
     dropout_rng = current_rng()
-    used_threads = set_threads(threads)
+    used_threads, host_memory = prepare_process(threads, host_memory)
     dev = torch.device(device)
     load_before = machine_load()
     with (_fast(False) if naive else contextlib.nullcontext()):
-        if mode in ("train", "eval"):
-            bench = build_train_like(mode, dev, amp, compile_model, optimizer)
-        elif mode in ("search_weight", "search_arch"):
-            if compile_model:
-                raise SystemExit("--compile: the supernet changes its path every step (a recompile each time); "
-                                 "benchmark compile on train/eval only.")
-            bench = build_search(mode, dev, amp, optimizer)
-        else:
-            raise SystemExit(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+        bench = build_bench(mode, dev, amp, compile_model, optimizer)
         batch = vqa_batch(batch_size, seed=1, device=dev)
         small = vqa_batch(count_batch, seed=2, device=dev)
         rss_baseline = peak_rss_bytes()

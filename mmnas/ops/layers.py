@@ -69,7 +69,7 @@ def dropout_rng() -> str:
 
 
 _MASK_CHUNKS = 2           # the mask is drawn in this many independent streams (fixed: results never depend on threads)
-_PARALLEL_MASK = 1 << 16   # elements from which the second stream runs on a helper thread (NumPy releases the GIL)
+_PARALLEL_MASK = 1 << 16   # elements from which the second chunk runs on a helper thread (NumPy releases the GIL)
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 
@@ -93,30 +93,34 @@ def _flat_numpy(t: torch.Tensor) -> np.ndarray | None:
     return t.detach().numpy().reshape(-1)
 
 
-def _in_halves(n: int, fn) -> None:
-    """fn(lo, hi) over [0, n) on two threads (the helper takes the first half) when n is large and torch may use
-    two threads; NumPy releases the GIL."""
+def _for_chunks(n: int, fn) -> None:
+    """fn(lo, hi, i) over the _MASK_CHUNKS chunks of [0, n): the later chunks on the helper thread when n is large and
+    torch may use more than one thread (NumPy releases the GIL), else one after the other. The chunks, and so the
+    results, never depend on the thread count."""
+    bounds = [n * i // _MASK_CHUNKS for i in range(_MASK_CHUNKS + 1)]
+    chunks = [(bounds[i], bounds[i + 1], i) for i in range(_MASK_CHUNKS)]
     if n >= _PARALLEL_MASK and torch.get_num_threads() > 1:
-        pending = _helper().submit(fn, 0, n // 2)
-        fn(n // 2, n)
-        pending.result()
+        pending = [_helper().submit(fn, *c) for c in chunks[1:]]
+        fn(*chunks[0])
+        for f in pending:
+            f.result()
     else:
-        fn(0, n)
+        for c in chunks:
+            fn(*c)
 
 
 class _MaskApply:
     """dst = src·keep·scale (then ReLU), block by block in NumPy. Torch's CPU kernels for a float tensor and a bool
     mask are not vectorised (masked_fill_ on 13 M elements: 15 ms; NumPy on two threads: 3–5 ms). A dropped entry is
     src·0, as F.dropout computes it; the scale is the same fp32 multiplication as `mul_(scale)`, and ReLU after the
-    positive scale gives the same numbers as before it."""
+    positive scale gives the same numbers as before it. Where NumPy cannot stand in (other dtypes or devices, strided
+    tensors), `with_torch` does the same with torch's kernels."""
 
     def __init__(self, src: torch.Tensor, dst: torch.Tensor, scale: torch.Tensor | None, relu: bool) -> None:
+        self.src_t, self.dst_t, self.scale_t, self.relu = src, dst, scale, relu
         self.src, self.dst = _flat_numpy(src), _flat_numpy(dst)
-        self.scale = None if scale is None else np.asarray(scale.item(), dtype=self.dst.dtype if self.dst is not None
-                                                           else np.float32)
-        self.relu = relu
-        self.torch_args = (src, dst, scale, relu)
         self.numpy_ok = self.src is not None and self.dst is not None and self.src.dtype == self.dst.dtype != np.bool_
+        self.scale = None if scale is None or not self.numpy_ok else np.asarray(scale.item(), dtype=self.dst.dtype)
 
     def block(self, keep: np.ndarray, lo: int, hi: int) -> None:
         d = self.dst[lo:hi]
@@ -126,50 +130,42 @@ class _MaskApply:
         if self.relu:
             np.maximum(d, 0, out=d)
 
-    def finish(self, keep: torch.Tensor) -> torch.Tensor:
-        """After the blocks (or instead of them, with torch's kernels where NumPy cannot be used)."""
-        src, dst, scale, relu = self.torch_args
-        if self.numpy_ok:
-            torch.autograd.graph.increment_version(dst)  # NumPy wrote it behind autograd's version counter
-        else:
-            torch.mul(src, keep.view(src.shape), out=dst)
-            if scale is not None:
-                dst.mul_(scale)
-            if relu:
-                dst.relu_()
-        return dst
+    def after_blocks(self) -> torch.Tensor:
+        torch.autograd.graph.increment_version(self.dst_t)  # NumPy wrote it behind autograd's version counter
+        return self.dst_t
+
+    def with_torch(self, keep: torch.Tensor) -> torch.Tensor:
+        torch.mul(self.src_t, keep.view(self.src_t.shape), out=self.dst_t)
+        if self.scale_t is not None:
+            self.dst_t.mul_(self.scale_t)
+        if self.relu:
+            self.dst_t.relu_()
+        return self.dst_t
 
 
 def _keep_mask(x: torch.Tensor, p: float, apply: _MaskApply | None = None) -> torch.Tensor:
     """bool [x.shape]: True = kept, each with probability 1 − round(p·2³²)/2³², from 32-bit uniforms of NumPy PCG64
     streams seeded by one draw of torch's default CPU generator. `apply` is carried out as the mask is drawn."""
     seed = int(torch.randint(0, 2 ** 62, (), dtype=torch.int64))
-    n = x.numel()
     threshold = np.uint32(min(round(p * 2 ** 32), 2 ** 32 - 1))
-    keep = np.empty(n, dtype=np.bool_)
-    bounds = [n * i // _MASK_CHUNKS for i in range(_MASK_CHUNKS + 1)]
+    keep = np.empty(x.numel(), dtype=np.bool_)
     in_numpy = apply is not None and apply.numpy_ok
 
-    def fill(i: int) -> None:
+    def fill(start: int, stop: int, i: int) -> None:
         stream = np.random.PCG64([seed, i])
-        for lo in range(bounds[i], bounds[i + 1], _BLOCK):
-            hi = min(lo + _BLOCK, bounds[i + 1])
+        for lo in range(start, stop, _BLOCK):
+            hi = min(lo + _BLOCK, stop)
             bits = stream.random_raw((hi - lo + 1) // 2).view(np.uint32)[:hi - lo]
             np.greater_equal(bits, threshold, out=keep[lo:hi])
             if in_numpy:
                 apply.block(keep[lo:hi], lo, hi)
 
-    if n >= _PARALLEL_MASK and torch.get_num_threads() > 1:
-        pending = [_helper().submit(fill, i) for i in range(1, _MASK_CHUNKS)]
-        fill(0)
-        for f in pending:
-            f.result()
-    else:
-        for i in range(_MASK_CHUNKS):
-            fill(i)
+    _for_chunks(keep.size, fill)
     mask = torch.from_numpy(keep).view(x.shape)
-    if apply is not None:
-        apply.finish(mask)
+    if in_numpy:
+        apply.after_blocks()
+    elif apply is not None:
+        apply.with_torch(mask)
     return mask
 
 
@@ -180,11 +176,10 @@ def _mask_mul(x: torch.Tensor, keep: torch.Tensor, scale: torch.Tensor | None = 
         out = torch.empty_like(x, memory_format=torch.contiguous_format)
     apply = _MaskApply(x, out, scale, relu=False)
     k = _flat_numpy(keep)
-    if apply.numpy_ok and k is not None and k.size == apply.dst.size:
-        _in_halves(k.size, lambda lo, hi: apply.block(k[lo:hi], lo, hi))
-    else:
-        apply.numpy_ok = False
-    return apply.finish(keep)
+    if not (apply.numpy_ok and k is not None):
+        return apply.with_torch(keep)
+    _for_chunks(k.size, lambda lo, hi, _: apply.block(k[lo:hi], lo, hi))
+    return apply.after_blocks()
 
 
 def _draw_and_mask(x: torch.Tensor, p: float, scale: torch.Tensor | None, out: torch.Tensor | None = None,
@@ -199,8 +194,7 @@ def _draw_and_mask(x: torch.Tensor, p: float, scale: torch.Tensor | None, out: t
         keep = _keep_mask(x, p, apply)
     else:
         keep = torch.native_dropout(x, p, True)[1]
-        apply.numpy_ok = False
-        apply.finish(keep)
+        apply.with_torch(keep)
     return out, keep
 
 
