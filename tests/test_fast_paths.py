@@ -115,6 +115,59 @@ def test_attention_fast_path_equals_reference(kind, pad, regime, torch_rng):
         close(a, b, 5e-5)
 
 
+@pytest.mark.parametrize("kind", ["self", "guided", "relation"])
+def test_attention_with_frozen_weights_gives_the_reference_input_gradients(kind, torch_rng):
+    """As in an arch step: the weights take no gradient (the merge's input is then not rebuilt), the inputs do."""
+    torch.manual_seed(0)
+    att = MultiHeadAttention(H, D, 0.1, rel_size=64 if kind == "relation" else None).train()
+    for p in att.parameters():
+        p.requires_grad_(False)
+    s, other, rel, s_mask, o_mask = make_inputs(True)
+    kv, mask = (other, o_mask) if kind == "guided" else (None, s_mask)
+    rel = rel if kind == "relation" else None
+    fast = run_attention(att, lambda q, k, m, r: att(q, k, m, r), s, kv, mask, rel, seed=3)
+    ref = run_attention(att, lambda q, k, m, r: reference_attention(att, q, k, m, r, 0.1), s, kv, mask, rel, seed=3)
+    close(fast[0], ref[0])
+    assert all(p.grad is None for p in att.parameters())
+    inputs = [(a, b) for a, b in zip(fast[1], ref[1]) if a is not None or b is not None]
+    assert len(inputs) == (3 if kind == "relation" else 2)  # run_attention lists q_in twice for a self-attention
+    for a, b in inputs:
+        close(a, b, 5e-5)
+
+
+@pytest.mark.parametrize("kind", ["self", "guided"])
+def test_attention_in_training_keeps_neither_the_dropped_map_nor_the_merge_input(kind):
+    """What a training forward saves beyond its inputs and weights: q/k/v (one head-major tensor per product), the
+    softmax output and the 1-byte mask — not the dropped map nor the [B,L,h·d] input of the merge (rebuilt in the
+    backward)."""
+    torch.manual_seed(0)
+    att = MultiHeadAttention(H, D, 0.1).train()
+    s, other, _, s_mask, o_mask = make_inputs(True)
+    s.requires_grad_(True)
+    kv, mask = (other, o_mask) if kind == "guided" else (s, s_mask)
+    known = {t.untyped_storage().data_ptr() for t in (s, other, *att.parameters())}
+    saved = []
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in known:
+            saved.append((tuple(t.shape), t.dtype))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = att(s, kv, mask)
+    b, ls, lo = s.size(0), s.size(1), other.size(1)
+    lk = lo if kind == "guided" else ls
+    packed = [(b, HEADS, ls, D), (2, b, HEADS, lo, D)] if kind == "guided" else [(3, b, HEADS, ls, D)]
+    maps = [(b, HEADS, ls, lk)]
+    # The weights concatenated for the q/k/v product are saved by it (for the input gradient; parameter-sized).
+    weight_cats = [] if kind == "guided" else [(H, 3 * H)]  # saved transposed
+    assert sorted(shape for shape, dt in saved if dt == torch.float32 and shape != ()) == \
+        sorted(packed + maps + weight_cats)
+    assert [shape for shape, dt in saved if dt == torch.bool] == maps
+    out.backward(torch.ones_like(out))
+    assert s.grad is not None and all(p.grad is not None for p in att.parameters())
+
+
 def test_fully_padded_rows_keep_the_release_uniform_weights():
     """A sample whose keys are all padding: masked_fill(−1e9) gives uniform weights; the fast path must too."""
     torch.manual_seed(0)

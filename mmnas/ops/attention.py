@@ -11,8 +11,10 @@ Fast path (on by default; `mmnas.ops.layers.use_fast_paths(False)` gives the nai
   (−1e9 + x rounds back to −1e9 in fp32);
 * when no dropout is active (evaluation, or model.dropout = 0) and the bias needs no gradient:
   `F.scaled_dot_product_attention` (a fused kernel that never writes the [B,h,L,L] map to memory);
-* in training with dropout, matmul → softmax → dropout → matmul written out, the attention-map dropout being
-  `mmnas.ops.layers.dropout` (1-byte mask; by default the fast mask stream described there — with
+* in training with dropout on CPU, one autograd function from q/k/v to the merge projection's output
+  (`_AttentionFunction`, which keeps neither the dropped map nor the merge's input; `linear_merge` is applied through
+  its weight there, so module hooks on it do not run); matmul → softmax → dropout → matmul written out, the
+  attention-map dropout being `mmnas.ops.layers.dropout` (1-byte mask; by default the fast mask stream described there — with
   `set_dropout_rng("torch")` the very draws of the naive path's F.dropout, and then the same numbers). SDPA's own
   dropout is not used: its masks could match neither.
 * the relation bias from the raw pair geometry, shared by the relation ops of a forward (`mmnas.ops.relation`).
@@ -84,23 +86,29 @@ class MultiHeadAttention(nn.Module):
         out = torch.matmul(att, v).transpose(1, 2).reshape(q_in.size(0), -1, self.inner)
         return self.linear_merge(out)
 
-    def _project(self, q_in: torch.Tensor, kv_in: torch.Tensor, head_major: bool):
-        """q, k, v [B,h,L,d] from one matrix product per input stream: strided views of it, or (`head_major`) views
-        of one head-major copy, which the batched products read without copying each of q, k and v again."""
+    def _project(self, q_in: torch.Tensor, kv_in: torch.Tensor):
+        """q, k, v [B,h,L,d] as strided views of one matrix product per input stream."""
         b, lq, lk, h, d = q_in.size(0), q_in.size(1), kv_in.size(1), self.heads, self.head_size
         if q_in is kv_in:
             weight = torch.cat([self.linear_q.weight, self.linear_k.weight, self.linear_v.weight])
-            qkv = F.linear(q_in, weight).view(b, lq, 3, h, d)
-            if head_major:
-                return qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)
-            q, k, v = qkv.unbind(2)
+            q, k, v = F.linear(q_in, weight).view(b, lq, 3, h, d).unbind(2)
         else:
             q = self.linear_q(q_in).view(b, lq, h, d)
             kv = F.linear(kv_in, torch.cat([self.linear_k.weight, self.linear_v.weight])).view(b, lk, 2, h, d)
-            if head_major:
-                return (q.transpose(1, 2).contiguous(), *kv.permute(2, 0, 3, 1, 4).contiguous().unbind(0))
             k, v = kv.unbind(2)
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+    def _project_packed(self, q_in: torch.Tensor, kv_in: torch.Tensor):
+        """Head-major copies that the batched products read without copying q, k and v again: (qkv [3,B,h,L,d],
+        None) for a self-attention, (q [B,h,Lq,d], kv [2,B,h,Lk,d]) otherwise. One tensor per product, so that the
+        backward hands back one gradient per product (autograd would stack three)."""
+        b, lq, lk, h, d = q_in.size(0), q_in.size(1), kv_in.size(1), self.heads, self.head_size
+        if q_in is kv_in:
+            weight = torch.cat([self.linear_q.weight, self.linear_k.weight, self.linear_v.weight])
+            return F.linear(q_in, weight).view(b, lq, 3, h, d).permute(2, 0, 3, 1, 4).contiguous(), None
+        q = self.linear_q(q_in).view(b, lq, h, d).transpose(1, 2).contiguous()
+        kv = F.linear(kv_in, torch.cat([self.linear_k.weight, self.linear_v.weight])).view(b, lk, 2, h, d)
+        return q, kv.permute(2, 0, 3, 1, 4).contiguous()
 
     def _forward_fast(self, q_in, kv_in, kv_mask, rel):
         mask = None
@@ -110,25 +118,55 @@ class MultiHeadAttention(nn.Module):
         if self.linear_rel is not None:
             bias = relation_bias(rel, self.linear_rel, fast=True)  # [B,h,N,N]
         p = self.dropout.p if self.training else 0.0
+        root_d = math.sqrt(self.head_size)
         if p == 0.0 and not (bias is not None and bias.requires_grad):
-            q, k, v = self._project(q_in, kv_in, head_major=False)
+            q, k, v = self._project(q_in, kv_in)
             attn_mask = mask if bias is None else (bias if mask is None else bias + mask)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0 / math.sqrt(self.head_size))
-        else:
-            q, k, v = self._project(q_in, kv_in, head_major=True)
-            out = attention_core(q, k, v, bias, mask, p, math.sqrt(self.head_size))
-        out = out.transpose(1, 2).reshape(q_in.size(0), -1, self.inner)
-        return self.linear_merge(out)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0 / root_d)
+            return self.linear_merge(_heads_to_tokens(out))
+        q, kv = self._project_packed(q_in, kv_in)
+        if _AttentionFunction.applies(q, kv, bias, mask, p):
+            # The merge inside: its [B,L,h·d] input is not kept but rebuilt in the backward.
+            merge = self.linear_merge.weight if q.dtype == self.linear_merge.weight.dtype else None
+            out = _AttentionFunction.apply(q, kv, bias, mask, merge, p, root_d)
+            return out if merge is not None else self.linear_merge(_heads_to_tokens(out))
+        out = attention_core(*_unpack(q, kv), bias, mask, p, root_d)
+        return self.linear_merge(_heads_to_tokens(out))
 
 
-class _AttentionCoreFunction(torch.autograd.Function):
-    """softmax(q·kᵀ/√d + bias + mask) → dropout → ·v, saving q, k, v, the softmax output and the 1-byte mask: the
-    dropped map, which autograd would keep as well ([B,h,L,L] fp32 per op), is rebuilt in the backward from the two.
-    Every step is the kernel autograd would run (same numbers given the mask)."""
+def _heads_to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """[B,h,L,d] → [B,L,h·d] (a copy: the merge's input)."""
+    return x.transpose(1, 2).reshape(x.size(0), x.size(2), -1)
+
+
+def _unpack(q: torch.Tensor, kv: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return tuple(q.unbind(0)) if kv is None else (q, *kv.unbind(0))
+
+
+def _bmm_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """a·b of [..., m, k]·[..., k, n] batches written into `out` (contiguous [..., m, n])."""
+    return torch.bmm(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]), out=out.view(-1, *out.shape[-2:]))
+
+
+class _AttentionFunction(torch.autograd.Function):
+    """softmax(q·kᵀ/√d + bias + mask) → dropout → ·v, then (given `merge`) the merge projection, in training on CPU.
+
+    Inputs as `_project_packed` gives them: q [3,B,h,L,d] holding q, k and v when kv is None, else q [B,h,Lq,d] and
+    kv [2,B,h,Lk,d]; the backward returns one gradient per packed tensor. Saves q/k/v, the softmax output and the
+    1-byte mask: the dropped map ([B,h,Lq,Lk], which autograd would keep beside the softmax output) and the merge's
+    input ([B,Lq,h·d], which the merge Linear would keep) are rebuilt in the backward, at the cost of one
+    [Lq,Lk]·[Lk,d] product per head and a copy. Every step is the kernel autograd would run (same numbers given the
+    mask)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, bias, mask, p: float, root_d: float):
-        logits = torch.matmul(q, k.transpose(-2, -1)).div_(root_d)
+    def applies(q, kv, bias, mask, p: float) -> bool:
+        grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, kv, bias))
+        return grad and p > 0.0 and q.device.type == "cpu" and (mask is None or not mask.requires_grad)
+
+    @staticmethod
+    def forward(ctx, q, kv, bias, mask, merge, p: float, root_d: float):
+        qq, k, v = _unpack(q, kv)
+        logits = torch.matmul(qq, k.transpose(-2, -1)).div_(root_d)
         if bias is not None:
             logits = logits.add_(bias)
         if mask is not None:
@@ -138,17 +176,32 @@ class _AttentionCoreFunction(torch.autograd.Function):
         scale = _keep_scale(p, y.dtype)
         dropped, keep = _draw_and_mask(y, p, scale)
         out = torch.matmul(dropped, v)
+        del dropped
         ctx.root_d = root_d
-        ctx.save_for_backward(q, k, v, y, keep, scale)
-        return out
+        ctx.save_for_backward(q, kv, y, keep, scale, merge)
+        return out if merge is None else F.linear(_heads_to_tokens(out), merge)
 
     @staticmethod
     def backward(ctx, grad):
-        q, k, v, y, keep, scale = ctx.saved_tensors
-        # The caller's [B,L,h·d] merge hands back a transposed gradient; both products below would copy it.
-        grad = grad.contiguous()
+        q, kv, y, keep, scale, merge = ctx.saved_tensors
+        qq, k, v = _unpack(q, kv)
+        need_q, need_kv, need_bias, _, need_merge = ctx.needs_input_grad[:5]
         dropped = _mask_mul(y, keep, scale)
-        grad_v = torch.matmul(dropped.transpose(-2, -1), grad) if ctx.needs_input_grad[2] else None
+        grad_merge = None
+        if merge is not None:
+            g2 = grad.reshape(-1, grad.size(-1))
+            if need_merge:
+                merged_in = _heads_to_tokens(torch.matmul(dropped, v))  # the forward's product, recomputed
+                grad_merge = g2.t().mm(merged_in.view(-1, merged_in.size(-1)))
+                del merged_in
+            grad = g2.mm(merge).view(qq.size(0), qq.size(2), qq.size(1), qq.size(3)).transpose(1, 2)
+        # Both products below would copy the transposed gradient: once here.
+        grad = grad.contiguous()
+        grad_pack = torch.empty_like(q) if need_q and kv is None else None
+        grad_kv = torch.empty_like(kv) if need_kv else None
+        grad_v_out = grad_pack[2] if grad_pack is not None else (grad_kv[1] if grad_kv is not None else None)
+        if grad_v_out is not None:
+            _bmm_into(dropped.transpose(-2, -1), grad, grad_v_out)
         del dropped
         grad_y = torch.matmul(grad, v.transpose(-2, -1))
         grad_y = _mask_mul(grad_y, keep, scale, out=grad_y)
@@ -156,20 +209,25 @@ class _AttentionCoreFunction(torch.autograd.Function):
         # tests), so the step holds one [B,h,Lq,Lk] gradient fewer.
         grad_logits = torch.ops.aten._softmax_backward_data.out(grad_y, y, -1, y.dtype, grad_input=grad_y)
         del grad_y
-        grad_bias = grad_logits if ctx.needs_input_grad[3] else None
+        grad_bias = grad_logits if need_bias else None
         grad_scores = grad_logits / ctx.root_d if grad_bias is not None else grad_logits.div_(ctx.root_d)
-        grad_q = torch.matmul(grad_scores, k) if ctx.needs_input_grad[0] else None
-        grad_k = torch.matmul(grad_scores.transpose(-2, -1), q) if ctx.needs_input_grad[1] else None
-        return grad_q, grad_k, grad_v, grad_bias, None, None, None
+        grad_q = None
+        if grad_pack is not None:
+            _bmm_into(grad_scores, k, grad_pack[0])
+            _bmm_into(grad_scores.transpose(-2, -1), qq, grad_pack[1])
+            grad_q = grad_pack
+        else:
+            if need_q:
+                grad_q = torch.matmul(grad_scores, k)
+            if grad_kv is not None:
+                _bmm_into(grad_scores.transpose(-2, -1), qq, grad_kv[0])
+        return grad_q, grad_kv, grad_bias, None, grad_merge, None, None
 
 
 def attention_core(q, k, v, bias: torch.Tensor | None, mask: torch.Tensor | None, p: float,
                    root_d: float) -> torch.Tensor:
-    """dropout(softmax(q·kᵀ/√d + bias + mask))·v [B,h,Lq,d]; bias [B,h,Lq,Lk] and mask (additive, broadcastable)
-    optional. Under autograd, one function that does not keep the dropped map; without, in-place steps."""
-    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, bias))
-    if needs_grad and p > 0.0 and q.device.type == "cpu" and (mask is None or not mask.requires_grad):
-        return _AttentionCoreFunction.apply(q, k, v, bias, mask, p, root_d)
+    """dropout(softmax(q·kᵀ/√d + bias + mask))·v [B,h,Lq,d] without a graph (in-place steps) or through autograd;
+    bias [B,h,Lq,Lk] and mask (additive, broadcastable) optional. (Training steps on CPU take `_AttentionFunction`.)"""
     # matmul's result is fresh and its backward does not read it: scale and mask in place.
     logits = torch.matmul(q, k.transpose(-2, -1)).div_(root_d)  # [B,h,Lq,Lk]
     if bias is not None:
