@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mmnas.models.model_config import ModelConfig
-from mmnas.nas.arch_step import arch_step_due, gate_to_alpha_grad, rescale_pair
+from mmnas.nas.arch_step import arch_step_due, gate_to_alpha_grad, gated_sum, rescale_pair
 from mmnas.nas.mixed_op import MixedOp
 
 CANDS = ("self_att_64", "rel_self_att_64", "guided_att_64", "feed_forward")
@@ -170,3 +170,40 @@ def test_rescale_pair_and_schedule_pure_functions():
                                torch.tensor([0.25, -0.25]))
     assert not arch_step_due(19, 4, 20, 5)
     assert arch_step_due(20, 4, 20, 5) and not arch_step_due(20, 5, 20, 5) and arch_step_due(21, 9, 20, 5)
+
+
+@pytest.mark.parametrize("involved", [(2, 0, 1, 3), (1, 3)])
+def test_gated_sum_equals_the_written_out_sum_bit_for_bit(involved):
+    """One function for Σ g_k·o_k: the same forward numbers (NaN and −0 included), the same gate gradients and the
+    same gradient for the active output as autograd of `g·o + g·o + …`; gates not involved get 0."""
+    g = torch.Generator().manual_seed(3)
+    outs = [torch.randn(2, 5, 7, generator=g) for _ in involved]
+    outs[0][0, 0, 0] = -0.0
+    outs[-1][1, 2, 3] = float("nan")  # an inactive candidate's NaN reaches the output, as in the release's sum
+    upstream = torch.randn(2, 5, 7, generator=g)
+    upstream[1, 2, 3] = 0.0  # keep the gate gradients finite (the NaN position gets no gradient)
+    results = []
+    for fused in (True, False):
+        gate = torch.zeros(4)
+        gate[involved[0]] = 1.0
+        gate.requires_grad_(True)
+        active = outs[0].clone().requires_grad_(True)
+        rest = [o.clone() for o in outs[1:]]
+        if fused:
+            out = gated_sum(gate, involved, [active] + rest)
+        else:
+            out = gate[involved[0]] * active
+            for k, o in zip(involved[1:], rest):
+                out = out + gate[k] * o
+        out.backward(upstream)
+        results.append((out.detach(), gate.grad, active.grad))
+    (out_f, gate_f, act_f), (out_r, gate_r, act_r) = results
+    assert torch.equal(out_f.isnan(), out_r.isnan()) and out_f.isnan().sum() == 1
+    assert torch.equal(torch.nan_to_num(out_f), torch.nan_to_num(out_r))
+    assert torch.equal(torch.signbit(out_f), torch.signbit(out_r))
+    assert torch.equal(act_f, act_r)
+    assert torch.equal(torch.nan_to_num(gate_f, nan=7.0), torch.nan_to_num(gate_r, nan=7.0))
+    assert all(float(gate_f[k]) == 0.0 for k in range(4) if k not in involved)
+    # And against the hand formula: ∂L/∂g_k = Σ upstream·o_k.
+    for k, o in zip(involved[:-1], outs[:-1]):
+        torch.testing.assert_close(gate_f[k], (upstream.double() * o.double()).sum().float())

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from mmnas.models.model_config import ModelConfig
-from mmnas.nas.arch_step import gate_to_alpha_grad, rescale_pair
+from mmnas.nas.arch_step import gate_to_alpha_grad, gated_sum, rescale_pair
 from mmnas.ops import build_op
 
 # weight  – one sampled candidate runs (weight step);
@@ -78,12 +78,10 @@ class MixedOp(nn.Module):
             return sum(weights[k] * op(*args) for k, op in enumerate(self.candidates))
         # full / two: Σ g_k·o_k with only the active o_k carrying weight gradients. The inactive outputs are
         # computed without autograd (the release detached them after building their graph: same numbers).
-        out = self.gate[self.active] * self.candidates[self.active](*args)
-        for k in self.involved[1:]:
-            with torch.no_grad():
-                o_k = self.candidates[k](*args)
-            out = out + self.gate[k] * o_k
-        return out
+        outputs = [self.candidates[self.active](*args)]
+        with torch.no_grad():
+            outputs += [self.candidates[k](*args) for k in self.involved[1:]]
+        return gated_sum(self.gate, self.involved, outputs)
 
     def set_alpha_grad(self) -> None:
         """Turn the gates' gradient into α's (accumulating, like any .grad), over the involved candidates."""
