@@ -336,7 +336,7 @@ def case_itm_training_needs_two_images(t, capsys):
 
 
 def case_itm_pack_widths_differ(t, capsys):
-    from mmnas.data.itm import PackedRegions
+    from mmnas.data.features import PackedRegions
     a = _npz(t.tmp / "a.npz")
     b = _npz(t.tmp / "b.npz", x=np.ones((5, 2), np.float32))
     PackedRegions([str(a), str(b)], 4, t.tmp / "pack_widths", "widths", progress=False)

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from mmnas.cli import main
-from mmnas.data.itm import ITMData, ITMDataset, PackedRegions, file_key
+from mmnas.data.features import PackedRegions
+from mmnas.data.itm import ITMData, ITMDataset, file_key
 from mmnas.data.regions import load_region_npz, pad_regions
 from mmnas.data.text import Vocab, tokenize
 from mmnas.errors import DataError

@@ -5,12 +5,12 @@ The packed store (`tools/pack_features.py`) holds, for one folder of `.npz` file
 array ``[images, N, F]`` memory-mapped by every process and DataLoader worker (the pages live once, in the OS page
 cache), the boxes, region counts and image sizes, and an index (image id → row, with each source file's name, size
 and modification time); optionally the pair geometry ``[images, N, N, 4]`` computed once per image. It is written
-by the ITM task's packer (`mmnas.data.itm.PackedRegions`: the same `.feat.npy` / `.meta.npz` files) plus an
-`.index.npz`, under ``<folder's parent>/packed/<folder name>_n<N>.*``. A RegionStore uses it when it is present and
+by `PackedRegions` (the ITM task's packer too: the same `.feat.npy` / `.meta.npz` files) plus an `.index.npz`, under ``<folder's parent>/packed/<folder name>_n<N>.*``. A RegionStore uses it when it is present and
 its index matches the `.npz` files on disk (else it warns and reads the `.npz` files); both give the same arrays.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import warnings
@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
-from mmnas.data.regions import box_feature, box_geometry, image_id_from_filename, load_region_npz, pad_regions
+from mmnas.data.regions import (RegionFileError, box_feature, box_geometry, image_id_from_filename,
+                                load_region_npz, pad_regions)
 from mmnas.errors import DataError
+from mmnas.fileio import atomic_write
 
 PACK_DIR = "packed"  # beside the feature folders: <parent>/packed/<folder>_n<N>.{feat.npy,meta.npz,index.npz}
 
@@ -48,22 +51,121 @@ def default_pack_dir(folder: str | os.PathLike) -> Path:
     return Path(folder).resolve().parent / PACK_DIR
 
 
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+def _files_fingerprint(paths: Sequence[str], max_regions: int) -> str:
+    h = hashlib.sha256(f"v1 {max_regions}\n".encode())
+    for p in paths:
+        st = os.stat(p)
+        h.update(f"{p}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+class PackedRegions:
+    """The region features of a list of `.npz` files (an ITM split, or a feature folder for RegionStore) as
+    ``feat [I,N,F]`` float32 (memory-mapped), ``boxes [I,N,4]``, ``count [I]`` and ``size [I,2]`` (w, h); built once
+    and reused while the files are unchanged."""
+
+    def __init__(self, paths: Sequence[str], max_regions: int, pack_dir: Path, name: str,
+                 progress: bool = True) -> None:
+        self.max_regions = max_regions
+        pack_dir.mkdir(parents=True, exist_ok=True)
+        fingerprint = _files_fingerprint(paths, max_regions)
+        stem = pack_dir / f"{name}_n{max_regions}"
+        self.feat_path = stem.with_name(stem.name + ".feat.npy")
+        self.meta_path = stem.with_name(stem.name + ".meta.npz")
+        if not self._valid(fingerprint):
+            self._build(paths, fingerprint, progress)
+        with np.load(self.meta_path, allow_pickle=False) as meta:
+            self.boxes = meta["boxes"]
+            self.count = meta["count"]
+            self.size = meta["size"]
+        self._feat: np.ndarray | None = None
+
+    def _valid(self, fingerprint: str) -> bool:
+        if not (self.feat_path.is_file() and self.meta_path.is_file()):
+            return False
+        try:
+            with np.load(self.meta_path, allow_pickle=False) as meta:
+                return str(meta["fingerprint"]) == fingerprint
+        except Exception:  # a damaged pack is rebuilt
+            return False
+
+    def _build(self, paths: Sequence[str], fingerprint: str, progress: bool) -> None:
+        n, nr = len(paths), self.max_regions
+        first = load_region_npz(paths[0])
+        dim = first["feat"].shape[1]
+        tmp = self.feat_path.with_name(f".{self.feat_path.name}.tmp{os.getpid()}")
+        feat = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, nr, dim))
+        boxes = np.zeros((n, nr, 4), dtype=np.float32)
+        count = np.zeros(n, dtype=np.int32)
+        size = np.zeros((n, 2), dtype=np.float32)
+        try:
+            for i, path in enumerate(tqdm(paths, desc=f"packing region features ({self.feat_path.name})",
+                                          disable=not progress, leave=False)):
+                npz = first if i == 0 else load_region_npz(path)
+                if npz["feat"].shape[1] != dim:
+                    raise RegionFileError(f"region feature file {path} has {npz['feat'].shape[1]} features per "
+                                          f"region but {paths[0]} has {dim}; every file must come from the same "
+                                          f"extractor.")
+                k = min(len(npz["bbox"]), nr)
+                feat[i, :k] = npz["feat"][:k]
+                boxes[i, :k] = npz["bbox"][:k]
+                count[i] = k
+                size[i] = (npz["image_w"], npz["image_h"])
+            feat.flush()
+            del feat
+            os.replace(tmp, self.feat_path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        atomic_write(self.meta_path, lambda f: np.savez(f, boxes=boxes, count=count, size=size,
+                                                        fingerprint=np.array(fingerprint)), binary=True)
+
+    @property
+    def feat(self) -> np.ndarray:
+        # Opened lazily in each process (never pickled into DataLoader workers): pages are shared by the OS.
+        if self._feat is None:
+            self._feat = np.load(self.feat_path, mmap_mode="r")
+        return self._feat
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_feat"] = None
+        return state
+
+    def __len__(self) -> int:
+        return len(self.count)
+
+    @property
+    def feat_size(self) -> int:
+        return int(self.feat.shape[2])
+
+    def get(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """feat [N,F], pair geometry [N,N,4], box feature [N,5] of image i (float32, zero-padded)."""
+        k = int(self.count[i])
+        feat = np.array(self.feat[i])  # a private copy of one image only
+        geometry = box_geometry(self.boxes[i, :k], self.max_regions)
+        boxf = np.zeros((self.max_regions, 5), dtype=np.float32)
+        boxf[:k] = box_feature(self.boxes[i, :k], self.size[i, 0], self.size[i, 1])
+        return feat, geometry, boxf
+
+    def batch(self, indices: Sequence[int], with_box_feature: bool = False) -> dict[str, torch.Tensor]:
+        """{'img_feat' [B,N,F], 'img_rel' [B,N,N,4] (, 'img_box_feat' [B,N,5])} of the given images."""
+        parts = [self.get(int(i)) for i in indices]
+        out = {"img_feat": torch.from_numpy(np.stack([p[0] for p in parts])),
+               "img_rel": torch.from_numpy(np.stack([p[1] for p in parts]))}
+        if with_box_feature:
+            out["img_box_feat"] = torch.from_numpy(np.stack([p[2] for p in parts]))
+        return out
 
 
 def pack_feature_folder(folder: str | os.PathLike, max_regions: int = 100, pack_dir: str | os.PathLike | None = None,
                         geometry: bool = False, progress: bool = True) -> Path:
     """Pack every `.npz` of `folder` (sorted by image id) for RegionStore; returns the index file written.
 
-    Features, boxes, counts and sizes are packed by `mmnas.data.itm.PackedRegions` (reused as is: it rebuilds only
-    when a source file changed); the index adds the image ids and each file's name, size and mtime, which a
+    Features, boxes, counts and sizes are packed by `PackedRegions` (reused as is: it rebuilds only when a source
+    file changed); the index adds the image ids and each file's name, size and mtime, which a
     RegionStore checks before trusting the pack. `geometry` also stores each image's pair geometry (160 kB per image
     at N = 100: +20 % disk, no per-sample box_geometry)."""
-    from mmnas.data.itm import PackedRegions
-
     folder = Path(folder)
     index = index_feature_dirs([folder])
     if not index:
@@ -87,11 +189,11 @@ def pack_feature_folder(folder: str | os.PathLike, max_regions: int = 100, pack_
     elif geom_path.exists():
         geom_path.unlink()  # a geometry file of an earlier pack would not match this one
     index_path = out / f"{name}.index.npz"
-    _atomic_savez(index_path, ids=np.asarray(ids, dtype=np.int64),
-                  names=np.asarray([os.path.basename(p) for p in paths]),
-                  sizes=np.asarray([s.st_size for s in stats], dtype=np.int64),
-                  mtimes=np.asarray([s.st_mtime_ns for s in stats], dtype=np.int64),
-                  max_regions=np.asarray(max_regions), geometry=np.asarray(geometry))
+    arrays = {"ids": np.asarray(ids, dtype=np.int64), "names": np.asarray([os.path.basename(p) for p in paths]),
+              "sizes": np.asarray([s.st_size for s in stats], dtype=np.int64),
+              "mtimes": np.asarray([s.st_mtime_ns for s in stats], dtype=np.int64),
+              "max_regions": np.asarray(max_regions), "geometry": np.asarray(geometry)}
+    atomic_write(index_path, lambda fobj: np.savez(fobj, **arrays), binary=True)
     return index_path
 
 

@@ -21,18 +21,16 @@ of page cache; per process only the boxes (17 MB) and token ids (58 MB for 145,0
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mmnas.data.regions import RegionFileError, box_feature, box_geometry, load_region_npz
+from mmnas.data.features import PackedRegions
 from mmnas.data.text import TextMeta, Vocab, tokenize
 from mmnas.errors import DataError
 
@@ -221,123 +219,6 @@ class ITMData:
             f"{len(missing)} image id(s) of {split.ids_path} (first: {missing[:5]}) have no feature file in "
             f"{folders} (COCO_<split>_<id>.jpg.npz). Extract or download the 36-region bottom-up features. "
             f"{ITM_GUIDE}")
-
-
-# -- packed, memory-mapped region features ---------------------------------------------------------------------------
-def _files_fingerprint(paths: Sequence[str], max_regions: int) -> str:
-    h = hashlib.sha256(f"v1 {max_regions}\n".encode())
-    for p in paths:
-        st = os.stat(p)
-        h.update(f"{p}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
-def _atomic_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-    os.replace(tmp, path)
-
-
-class PackedRegions:
-    """The region features of one split as ``feat [I,N,F]`` float32 (memory-mapped), ``boxes [I,N,4]``,
-    ``count [I]`` and ``size [I,2]`` (w, h); built once from the .npz files and reused while they are unchanged."""
-
-    def __init__(self, paths: Sequence[str], max_regions: int, pack_dir: Path, name: str,
-                 progress: bool = True) -> None:
-        self.max_regions = max_regions
-        pack_dir.mkdir(parents=True, exist_ok=True)
-        fingerprint = _files_fingerprint(paths, max_regions)
-        stem = pack_dir / f"{name}_n{max_regions}"
-        self.feat_path = stem.with_name(stem.name + ".feat.npy")
-        self.meta_path = stem.with_name(stem.name + ".meta.npz")
-        if not self._valid(fingerprint):
-            self._build(paths, fingerprint, progress)
-        with np.load(self.meta_path, allow_pickle=False) as meta:
-            self.boxes = meta["boxes"]
-            self.count = meta["count"]
-            self.size = meta["size"]
-        self._feat: np.ndarray | None = None
-
-    def _valid(self, fingerprint: str) -> bool:
-        if not (self.feat_path.is_file() and self.meta_path.is_file()):
-            return False
-        try:
-            with np.load(self.meta_path, allow_pickle=False) as meta:
-                return str(meta["fingerprint"]) == fingerprint
-        except Exception:  # a damaged pack is rebuilt
-            return False
-
-    def _build(self, paths: Sequence[str], fingerprint: str, progress: bool) -> None:
-        from tqdm import tqdm
-
-        n, nr = len(paths), self.max_regions
-        first = load_region_npz(paths[0])
-        dim = first["feat"].shape[1]
-        tmp = self.feat_path.with_name(f".{self.feat_path.name}.tmp{os.getpid()}")
-        feat = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, nr, dim))
-        boxes = np.zeros((n, nr, 4), dtype=np.float32)
-        count = np.zeros(n, dtype=np.int32)
-        size = np.zeros((n, 2), dtype=np.float32)
-        try:
-            for i, path in enumerate(tqdm(paths, desc=f"packing region features ({self.feat_path.name})",
-                                          disable=not progress, leave=False)):
-                npz = first if i == 0 else load_region_npz(path)
-                if npz["feat"].shape[1] != dim:
-                    raise RegionFileError(f"region feature file {path} has {npz['feat'].shape[1]} features per "
-                                          f"region but {paths[0]} has {dim}; every file must come from the same "
-                                          f"extractor.")
-                k = min(len(npz["bbox"]), nr)
-                feat[i, :k] = npz["feat"][:k]
-                boxes[i, :k] = npz["bbox"][:k]
-                count[i] = k
-                size[i] = (npz["image_w"], npz["image_h"])
-            feat.flush()
-            del feat
-            os.replace(tmp, self.feat_path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        tmp_meta = self.meta_path.with_name(f".{self.meta_path.name}.tmp{os.getpid()}.npz")
-        np.savez(tmp_meta, boxes=boxes, count=count, size=size, fingerprint=np.array(fingerprint))
-        os.replace(tmp_meta, self.meta_path)
-
-    @property
-    def feat(self) -> np.ndarray:
-        # Opened lazily in each process (never pickled into DataLoader workers): pages are shared by the OS.
-        if self._feat is None:
-            self._feat = np.load(self.feat_path, mmap_mode="r")
-        return self._feat
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_feat"] = None
-        return state
-
-    def __len__(self) -> int:
-        return len(self.count)
-
-    @property
-    def feat_size(self) -> int:
-        return int(self.feat.shape[2])
-
-    def get(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """feat [N,F], pair geometry [N,N,4], box feature [N,5] of image i (float32, zero-padded)."""
-        k = int(self.count[i])
-        feat = np.array(self.feat[i])  # a private copy of one image only
-        geometry = box_geometry(self.boxes[i, :k], self.max_regions)
-        boxf = np.zeros((self.max_regions, 5), dtype=np.float32)
-        boxf[:k] = box_feature(self.boxes[i, :k], self.size[i, 0], self.size[i, 1])
-        return feat, geometry, boxf
-
-    def batch(self, indices: Sequence[int], with_box_feature: bool = False) -> dict[str, torch.Tensor]:
-        """{'img_feat' [B,N,F], 'img_rel' [B,N,N,4] (, 'img_box_feat' [B,N,5])} of the given images."""
-        parts = [self.get(int(i)) for i in indices]
-        out = {"img_feat": torch.from_numpy(np.stack([p[0] for p in parts])),
-               "img_rel": torch.from_numpy(np.stack([p[1] for p in parts]))}
-        if with_box_feature:
-            out["img_box_feat"] = torch.from_numpy(np.stack([p[2] for p in parts]))
-        return out
 
 
 # -- samples ------------------------------------------------------------------------------------------------------
