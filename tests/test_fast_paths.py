@@ -135,6 +135,36 @@ def test_attention_with_frozen_weights_gives_the_reference_input_gradients(kind,
         close(a, b, 5e-5)
 
 
+@pytest.mark.parametrize("kind", ["self", "guided", "relation"])
+def test_attention_training_gradients_pass_finite_differences(kind):
+    """The training function (dropout on, masks fixed by reseeding before every call) in float64 against central
+    finite differences: inputs, q/k/v/merge weights and the relation projection."""
+    torch.manual_seed(0)
+    att = MultiHeadAttention(8, 4, 0.2, rel_size=4 if kind == "relation" else None).double().train()
+    with torch.no_grad():
+        for p in att.parameters():
+            p.mul_(3.0)  # logits of order 1: the softmax's gradient is not negligible next to the values' path
+    g = torch.Generator().manual_seed(1)
+    s = torch.randn(2, 5, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    other = torch.randn(2, 3, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    rel = torch.rand(2, 5, 5, 4, generator=g, dtype=torch.float64) + 0.5
+    mask = torch.zeros(2, 1, 1, 5, dtype=torch.bool)
+    mask[1, ..., 4:] = True
+    names = [n for n, _ in att.named_parameters()]
+    called = []
+    hook = att.register_forward_hook(lambda m, i, o: called.append(o.grad_fn.name()))
+
+    def run(s_, other_, *params):
+        torch.manual_seed(5)
+        args = (s_, other_, None) if kind == "guided" else (s_, s_, mask, rel if kind == "relation" else None)
+        return torch.func.functional_call(att, dict(zip(names, params)), args)
+
+    inputs = (s, other, *att.parameters())
+    assert torch.autograd.gradcheck(run, inputs, eps=1e-6, atol=1e-7, rtol=1e-6)
+    hook.remove()
+    assert called and all(name == "_AttentionFunctionBackward" for name in called), set(called)
+
+
 @pytest.mark.parametrize("kind", ["self", "guided"])
 def test_attention_in_training_keeps_neither_the_dropped_map_nor_the_merge_input(kind):
     """What a training forward saves beyond its inputs and weights: q/k/v (one head-major tensor per product), the
