@@ -13,7 +13,7 @@ from mmnas.engine.checkpoint import (checkpoint_path, latest_checkpoint, load_ch
                                      remove_stale_temp_files, save_checkpoint)
 from mmnas.engine.guard import (NonFiniteError, NonFiniteStep, RunStopped, StopSignals, agree, grad_norm,
                                 is_finite, sample_ids, signal_name)
-from mmnas.engine.common import progress_bar, resolve_seed, set_lr
+from mmnas.engine.common import progress_bar, resolve_seed, seed_everything, set_lr
 from mmnas.engine.runlog import RunLogger
 from mmnas.errors import UserError
 from mmnas.tasks.base import Task
@@ -132,6 +132,16 @@ class Run:
         ckpt = load_checkpoint(path, self.cfg.task, self.stage)
         self.log.write(f"resuming from {path} (epoch {ckpt['epoch']}, step {ckpt['step']})")
         return ckpt
+
+    def begin(self, ckpt: dict[str, Any] | None) -> None:
+        """The opening of a search or training run: the log, the seed, the task's data (word vectors only for a fresh
+        start), the data check, and a resumed checkpoint's agreement with the data."""
+        self.log.start()
+        seed_everything(self.cfg.run.seed)
+        self.task.prepare(need_vectors=ckpt is None)
+        self.check_data()
+        if ckpt is not None:
+            self.task.check_meta(ckpt["meta"], self.cfg.run.ckpt_path or "of this run")
 
     def check_data(self) -> None:
         """The cheap part of `python3 -m mmnas.check_data` on the splits this run reads, right after the task read

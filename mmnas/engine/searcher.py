@@ -14,7 +14,7 @@ import torch.nn as nn
 from mmnas.engine import dist
 from mmnas.engine.guard import NonFiniteStep, StopSignals, agree
 from mmnas.engine.common import (EpochSampler, autocast, build_optimizer, diversify_rng, format_metrics,
-                                 gather_rng_state, make_loader, resume_rng, seed_everything)
+                                 gather_rng_state, make_loader, resume_rng)
 from mmnas.engine.run import Run
 from mmnas.engine.schedule import learning_rate
 from mmnas.errors import UserError
@@ -64,12 +64,7 @@ class Searcher(Run):
         ckpt = self.resume_checkpoint() if cfg.run.resume else None
         if ckpt is None and self.arch_path().exists():
             self.arch_path().unlink()  # run.overwrite was given (check_fresh_start); start the file anew
-        self.log.start()
-        seed_everything(cfg.run.seed)
-        self.task.prepare(need_vectors=ckpt is None)
-        self.check_data()
-        if ckpt is not None:
-            self.task.check_meta(ckpt["meta"], cfg.run.ckpt_path or "of this run")
+        self.begin(ckpt)
         init = None if sc.init_genotype == "mcan_like" else resolve_genotype(sc.init_genotype, 0)
         dataset = self.task.dataset(cfg.data.train_split)
         weight_idx, alpha_idx = split_indices(len(dataset), sc.split_portion)

@@ -13,7 +13,7 @@ from mmnas.engine import dist
 from mmnas.engine.checkpoint import load_checkpoint
 from mmnas.engine.guard import NonFiniteStep, StopSignals, agree
 from mmnas.engine.common import (EpochSampler, autocast, build_optimizer, diversify_rng, format_metrics,
-                                 gather_rng_state, make_loader, resume_rng, seed_everything)
+                                 gather_rng_state, make_loader, resume_rng)
 from mmnas.engine.run import Run
 from mmnas.engine.schedule import learning_rate
 from mmnas.errors import UserError
@@ -35,12 +35,7 @@ class Trainer(Run):
         # The architecture is checked before any data is read: a bad arch file fails in a second.
         genotype = (Genotype.from_dict(ckpt["genotype"]) if ckpt is not None
                     else resolve_genotype(cfg.run.arch_path, cfg.run.arch_epoch))
-        self.log.start()
-        seed_everything(cfg.run.seed)
-        self.task.prepare(need_vectors=ckpt is None)
-        self.check_data()
-        if ckpt is not None:
-            self.task.check_meta(ckpt["meta"], cfg.run.ckpt_path or "of this run")
+        self.begin(ckpt)
         self.log.write(f"architecture: enc {[n[0] for n in genotype.enc]} dec {[n[0] for n in genotype.dec]}")
         train_set = self.task.dataset(cfg.data.train_split)
         net = build_network(cfg.task, genotype, **self.task.model_kwargs(), **self.model_cfg()).to(self.device)
