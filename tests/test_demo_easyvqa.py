@@ -183,3 +183,17 @@ def test_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert easyvqa.main(["--root", str(tmp_path / "cli"), "--limit", "1", "--quiet"]) == 0
     assert (tmp_path / "cli" / "DONE").is_file()
     assert capsys.readouterr().out.strip() == str(tmp_path / "cli")
+
+
+@pytest.mark.parametrize("generator", ["easyvqa", "shapes_vgd", "shapes_itm"])
+def test_generator_cli_reports_an_unwritable_root_and_exits_2(generator: str, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Every demo generator ends as the project's other CLIs: one `error:` line naming the path, exit code 2."""
+    import importlib
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    main = importlib.import_module(f"mmnas.demo.{generator}").main
+    assert main(["--root", str(blocker / "root"), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ") and str(blocker / "root") in captured.err

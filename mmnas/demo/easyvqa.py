@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from mmnas.demo.files import npz_bytes, write_bytes_atomic
+from mmnas.demo.files import npz_bytes, run_generator, write_bytes_atomic
 
 __all__ = [
     "VERSION",
@@ -398,13 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="convert only the first N images per split")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    try:
-        root = prepare_easyvqa(args.root, grid=args.grid, progress=not args.quiet, limit=args.limit)
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(root)
-    return 0
+    return run_generator(lambda: prepare_easyvqa(args.root, grid=args.grid, progress=not args.quiet, limit=args.limit))
 
 
 if __name__ == "__main__":

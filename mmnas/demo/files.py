@@ -1,10 +1,13 @@
-"""File writing shared by the demo generators: byte-for-byte reproducible `.npz` files and atomic writes."""
+"""What the demo generators share: byte-for-byte reproducible `.npz` files, atomic writes, and their command line's
+ending."""
 from __future__ import annotations
 
 import io
 import os
+import sys
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -32,3 +35,15 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     with open(temporary, "wb") as handle:
         handle.write(data)
     os.replace(temporary, path)
+
+
+def run_generator(generate: Callable[[], Path]) -> int:
+    """A generator CLI's ending: print the dataset root (exit 0), or the error's one paragraph (exit 2, as every CLI of
+    the project: docs/errors.md)."""
+    try:
+        root = generate()
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(root)
+    return 0

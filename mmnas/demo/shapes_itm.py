@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from mmnas.demo.files import npz_bytes, write_bytes_atomic
+from mmnas.demo.files import npz_bytes, run_generator, write_bytes_atomic
 
 __all__ = ["VERSION", "DONE_FILE", "FEATURE_DIM", "FEATURE_NAMES", "REGIONS", "IMAGE_SIZE", "COLOURS", "SHAPES",
            "render_scene", "region_boxes", "region_features", "scene_captions", "prepare_shapes_itm", "main"]
@@ -347,13 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    try:
-        root = prepare_shapes_itm(args.root, args.train, args.dev, args.test, args.seed, progress=not args.quiet)
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(root)
-    return 0
+    return run_generator(lambda: prepare_shapes_itm(args.root, args.train, args.dev, args.test, args.seed,
+                                                    progress=not args.quiet))
 
 
 if __name__ == "__main__":

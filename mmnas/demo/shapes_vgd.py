@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mmnas.demo.files import npz_bytes, write_bytes_atomic
+from mmnas.demo.files import npz_bytes, run_generator, write_bytes_atomic
 
 __all__ = ["VERSION", "NAME", "DONE_FILE", "FEATURE_NAMES", "FEATURE_DIM", "MAX_REGIONS", "SPLIT_IMAGES",
            "render_scene", "detect_regions", "region_features", "scene_expressions", "prepare_shapes_vgd", "main"]
@@ -418,13 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--images", action="store_true", help="also write the rendered scenes as PNG under images/")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    try:
-        root = prepare_shapes_vgd(args.root, progress=not args.quiet, limit=args.limit, save_images=args.images)
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(root)
-    return 0
+    return run_generator(lambda: prepare_shapes_vgd(args.root, progress=not args.quiet, limit=args.limit,
+                                                    save_images=args.images))
 
 
 if __name__ == "__main__":
