@@ -16,8 +16,8 @@ from mmnas.models.model_config import ModelConfig
 from mmnas.nas import supernet as sn
 from mmnas.ops import build_op
 from mmnas.ops.attention import MultiHeadAttention
-from mmnas.ops.layers import (MLP, LayerNorm, dropout, dropout_residual_norm, dropout_rng, fast_paths,
-                              fast_paths_enabled, relu_dropout, set_dropout_rng)
+from mmnas.ops.layers import (MLP, LayerNorm, _draw_and_mask, dropout, dropout_residual_norm, dropout_rng,
+                              fast_paths, fast_paths_enabled, relu_dropout, set_dropout_rng)
 
 H, HEADS, D = 128, 2, 64
 
@@ -465,6 +465,32 @@ def test_fused_dropout_residual_norm_equals_its_parts_and_overwrites_only_the_op
         out = dropout_residual_norm(s.detach(), lin(s.detach()), 0.1, False, norm)
     close(out, norm(s0 + lin(s0)).detach(), 1e-6)
     assert torch.equal(s.detach(), s0)
+
+
+@pytest.mark.parametrize("rng", ["fast", "torch"])
+def test_residual_added_in_the_mask_pass_equals_the_sum_bit_for_bit(rng):
+    """s + dropout(f) built in the mask pass: NumPy blocks (contiguous), torch's kernels (a strided residual, or
+    F.dropout's own draws); and the no-grad training step of dropout_residual_norm equals norm(s + dropout(f))."""
+    before = dropout_rng()
+    set_dropout_rng(rng)
+    try:
+        g = torch.Generator().manual_seed(0)
+        f = torch.randn(700, 400, generator=g)  # 280k elements: two chunks of several blocks
+        scale = torch.ones(()).div_(0.9)
+        for s in (torch.randn(700, 400, generator=g), torch.randn(400, 700, generator=g).t()):
+            torch.manual_seed(4)
+            fused = _draw_and_mask(f.clone(), 0.1, scale, out=None, residual=s)[0]
+            torch.manual_seed(4)
+            assert torch.equal(fused, s + dropout(f, 0.1, True))
+        norm = LayerNorm(400)
+        s = torch.randn(7, 100, 400, generator=g)
+        with torch.no_grad():
+            torch.manual_seed(6)
+            fused = dropout_residual_norm(s, f.view(7, 100, 400).clone(), 0.1, True, norm)
+            torch.manual_seed(6)
+            assert torch.equal(fused, norm(s + dropout(f.view(7, 100, 400), 0.1, True)))
+    finally:
+        set_dropout_rng(before)
 
 
 def test_relu_dropout_never_overwrites_a_tensor_the_caller_owns():

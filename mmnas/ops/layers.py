@@ -116,10 +116,14 @@ class _MaskApply:
     positive scale gives the same numbers as before it. Where NumPy cannot stand in (other dtypes or devices, strided
     tensors), `with_torch` does the same with torch's kernels."""
 
-    def __init__(self, src: torch.Tensor, dst: torch.Tensor, scale: torch.Tensor | None, relu: bool) -> None:
-        self.src_t, self.dst_t, self.scale_t, self.relu = src, dst, scale, relu
+    def __init__(self, src: torch.Tensor, dst: torch.Tensor, scale: torch.Tensor | None, relu: bool,
+                 residual: torch.Tensor | None = None) -> None:
+        self.src_t, self.dst_t, self.scale_t, self.relu, self.residual_t = src, dst, scale, relu, residual
         self.src, self.dst = _flat_numpy(src), _flat_numpy(dst)
-        self.numpy_ok = self.src is not None and self.dst is not None and self.src.dtype == self.dst.dtype != np.bool_
+        self.residual = None if residual is None else _flat_numpy(residual)
+        self.numpy_ok = self.src is not None and self.dst is not None and self.src.dtype == self.dst.dtype != np.bool_ \
+            and (residual is None or (self.residual is not None and self.residual.dtype == self.dst.dtype
+                                      and self.residual.size == self.dst.size))
         self.scale = None if scale is None or not self.numpy_ok else np.asarray(scale.item(), dtype=self.dst.dtype)
 
     def block(self, keep: np.ndarray, lo: int, hi: int) -> None:
@@ -127,6 +131,8 @@ class _MaskApply:
         np.multiply(self.src[lo:hi], keep, out=d)
         if self.scale is not None:
             np.multiply(d, self.scale, out=d)
+        if self.residual is not None:
+            np.add(d, self.residual[lo:hi], out=d)  # = residual + d: IEEE addition commutes exactly
         if self.relu:
             np.maximum(d, 0, out=d)
 
@@ -138,6 +144,8 @@ class _MaskApply:
         torch.mul(self.src_t, keep.view(self.src_t.shape), out=self.dst_t)
         if self.scale_t is not None:
             self.dst_t.mul_(self.scale_t)
+        if self.residual_t is not None:
+            self.dst_t.add_(self.residual_t.view(self.dst_t.shape))
         if self.relu:
             self.dst_t.relu_()
         return self.dst_t
@@ -183,13 +191,13 @@ def _mask_mul(x: torch.Tensor, keep: torch.Tensor, scale: torch.Tensor | None = 
 
 
 def _draw_and_mask(x: torch.Tensor, p: float, scale: torch.Tensor | None, out: torch.Tensor | None = None,
-                   relu: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x·keep·scale, then ReLU if asked, keep) with a keep mask as `dropout` draws it — the fast stream, or
-    F.dropout's own draws (set_dropout_rng("torch")) — into `out` (a new tensor by default; x itself to overwrite
-    it)."""
+                   relu: bool = False, residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x·keep·scale, + residual if given, then ReLU if asked; keep) with a keep mask as `dropout` draws it — the fast
+    stream, or F.dropout's own draws (set_dropout_rng("torch")) — into `out` (a new tensor by default; x itself to
+    overwrite it)."""
     if out is None:
         out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    apply = _MaskApply(x, out, scale, relu)
+    apply = _MaskApply(x, out, scale, relu, residual)
     if _DROPOUT_RNG == "fast":
         keep = _keep_mask(x, p, apply)
     else:
@@ -294,8 +302,8 @@ class _DropoutResidualNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, s, f, weight, bias, p: float, eps: float):
         scale = _keep_scale(p, f.dtype)
-        f, keep = _draw_and_mask(f, p, scale, out=f)
-        x = torch.add(s, f, out=f)  # s + f·keep/(1−p), as s + dropout(f)
+        # s + f·keep/(1−p), as s + dropout(f), in the mask pass
+        x, keep = _draw_and_mask(f, p, scale, out=f, residual=s)
         xhat, inv, coef = _release_normalize(x, eps)
         ctx.mark_dirty(f)
         ctx.set_materialize_grads(False)
@@ -330,8 +338,8 @@ def dropout_residual_norm(s: torch.Tensor, f: torch.Tensor, p: float, training: 
             buf = f if f._base is None else f._base
             out = _DropoutResidualNormFunction.apply(s.reshape(buf.shape), buf, norm.weight, norm.bias, p, norm.eps)
             return out[0].view(f.shape)
-        f = _draw_and_mask(f, p, _keep_scale(p, f.dtype), out=f)[0]
-    elif torch.is_grad_enabled() and (f.requires_grad or s.requires_grad):
+        return norm(_draw_and_mask(f, p, _keep_scale(p, f.dtype), out=f, residual=s)[0])
+    if torch.is_grad_enabled() and (f.requires_grad or s.requires_grad):
         return norm(s + f)
     return norm(torch.add(s, f, out=f))
 
