@@ -5,8 +5,9 @@ The packed store (`tools/pack_features.py`) holds, for one folder of `.npz` file
 array ``[images, N, F]`` memory-mapped by every process and DataLoader worker (the pages live once, in the OS page
 cache), the boxes, region counts and image sizes, and an index (image id → row, with each source file's name, size
 and modification time); optionally the pair geometry ``[images, N, N, 4]`` computed once per image. It is written
-by `PackedRegions` (the ITM task's packer too: the same `.feat.npy` / `.meta.npz` files) plus an `.index.npz`, under ``<folder's parent>/packed/<folder name>_n<N>.*``. A RegionStore uses it when it is present and
-its index matches the `.npz` files on disk (else it warns and reads the `.npz` files); both give the same arrays.
+by `PackedRegions` (the ITM task's packer too: the same `.feat.npy` / `.meta.npz` files) plus an `.index.npz`, under
+``<folder's parent>/packed/<folder name>_n<N>.*``. A RegionStore uses it when it is present and its index matches the
+`.npz` files on disk (else it warns and reads the `.npz` files); both give the same arrays.
 """
 from __future__ import annotations
 
@@ -163,8 +164,8 @@ def pack_feature_folder(folder: str | os.PathLike, max_regions: int = 100, pack_
     """Pack every `.npz` of `folder` (sorted by image id) for RegionStore; returns the index file written.
 
     Features, boxes, counts and sizes are packed by `PackedRegions` (reused as is: it rebuilds only when a source
-    file changed); the index adds the image ids and each file's name, size and mtime, which a
-    RegionStore checks before trusting the pack. `geometry` also stores each image's pair geometry (160 kB per image
+    file changed); the index adds the image ids and each file's name, size and mtime, which a RegionStore checks
+    before trusting the pack. `geometry` also stores each image's pair geometry (160 kB per image
     at N = 100: +20 % disk, no per-sample box_geometry)."""
     folder = Path(folder)
     index = index_feature_dirs([folder])

@@ -14,9 +14,9 @@ Fast path (on by default; `mmnas.ops.layers.use_fast_paths(False)` gives the nai
 * in training with dropout on CPU, one autograd function from q/k/v to the merge projection's output
   (`_AttentionFunction`, which keeps neither the dropped map nor the merge's input; `linear_merge` is applied through
   its weight there, so module hooks on it do not run); matmul → softmax → dropout → matmul written out, the
-  attention-map dropout being `mmnas.ops.layers.dropout` (1-byte mask; by default the fast mask stream described there — with
-  `set_dropout_rng("torch")` the very draws of the naive path's F.dropout, and then the same numbers). SDPA's own
-  dropout is not used: its masks could match neither.
+  attention-map dropout being `mmnas.ops.layers.dropout` (1-byte mask; by default the fast mask stream described
+  there — with `set_dropout_rng("torch")` the very draws of the naive path's F.dropout, and then the same numbers).
+  SDPA's own dropout is not used: its masks could match neither.
 * the relation bias from the raw pair geometry, shared by the relation ops of a forward (`mmnas.ops.relation`).
 """
 from __future__ import annotations
@@ -86,29 +86,30 @@ class MultiHeadAttention(nn.Module):
         out = torch.matmul(att, v).transpose(1, 2).reshape(q_in.size(0), -1, self.inner)
         return self.linear_merge(out)
 
-    def _project(self, q_in: torch.Tensor, kv_in: torch.Tensor):
-        """q, k, v [B,h,L,d] as strided views of one matrix product per input stream."""
-        b, lq, lk, h, d = q_in.size(0), q_in.size(1), kv_in.size(1), self.heads, self.head_size
+    def _products(self, q_in: torch.Tensor, kv_in: torch.Tensor):
+        """One matrix product per input stream, with the weights concatenated on the fly: (qkv [B,L,3,h,d], None)
+        for a self-attention, (q [B,Lq,h,d], kv [B,Lk,2,h,d]) otherwise."""
+        b, h, d = q_in.size(0), self.heads, self.head_size
         if q_in is kv_in:
             weight = torch.cat([self.linear_q.weight, self.linear_k.weight, self.linear_v.weight])
-            q, k, v = F.linear(q_in, weight).view(b, lq, 3, h, d).unbind(2)
-        else:
-            q = self.linear_q(q_in).view(b, lq, h, d)
-            kv = F.linear(kv_in, torch.cat([self.linear_k.weight, self.linear_v.weight])).view(b, lk, 2, h, d)
-            k, v = kv.unbind(2)
+            return F.linear(q_in, weight).view(b, q_in.size(1), 3, h, d), None
+        kv = F.linear(kv_in, torch.cat([self.linear_k.weight, self.linear_v.weight]))
+        return self.linear_q(q_in).view(b, q_in.size(1), h, d), kv.view(b, kv_in.size(1), 2, h, d)
+
+    def _project(self, q_in: torch.Tensor, kv_in: torch.Tensor):
+        """q, k, v [B,h,L,d] as strided views of the products."""
+        q, kv = self._products(q_in, kv_in)
+        q, k, v = q.unbind(2) if kv is None else (q, *kv.unbind(2))
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
     def _project_packed(self, q_in: torch.Tensor, kv_in: torch.Tensor):
         """Head-major copies that the batched products read without copying q, k and v again: (qkv [3,B,h,L,d],
         None) for a self-attention, (q [B,h,Lq,d], kv [2,B,h,Lk,d]) otherwise. One tensor per product, so that the
         backward hands back one gradient per product (autograd would stack three)."""
-        b, lq, lk, h, d = q_in.size(0), q_in.size(1), kv_in.size(1), self.heads, self.head_size
-        if q_in is kv_in:
-            weight = torch.cat([self.linear_q.weight, self.linear_k.weight, self.linear_v.weight])
-            return F.linear(q_in, weight).view(b, lq, 3, h, d).permute(2, 0, 3, 1, 4).contiguous(), None
-        q = self.linear_q(q_in).view(b, lq, h, d).transpose(1, 2).contiguous()
-        kv = F.linear(kv_in, torch.cat([self.linear_k.weight, self.linear_v.weight])).view(b, lk, 2, h, d)
-        return q, kv.permute(2, 0, 3, 1, 4).contiguous()
+        q, kv = self._products(q_in, kv_in)
+        if kv is None:
+            return q.permute(2, 0, 3, 1, 4).contiguous(), None
+        return q.transpose(1, 2).contiguous(), kv.permute(2, 0, 3, 1, 4).contiguous()
 
     def _forward_fast(self, q_in, kv_in, kv_mask, rel):
         mask = None
@@ -143,6 +144,18 @@ def _unpack(q: torch.Tensor, kv: torch.Tensor | None) -> tuple[torch.Tensor, tor
     return tuple(q.unbind(0)) if kv is None else (q, *kv.unbind(0))
 
 
+def _logits(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None, mask: torch.Tensor | None,
+            root_d: float) -> torch.Tensor:
+    """q·kᵀ/√d + bias + mask [B,h,Lq,Lk]. matmul's result is fresh and its backward does not read it: scaled and
+    masked in place."""
+    logits = torch.matmul(q, k.transpose(-2, -1)).div_(root_d)
+    if bias is not None:
+        logits = logits.add_(bias)
+    if mask is not None:
+        logits = logits.add_(mask)
+    return logits
+
+
 def _bmm_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """a·b of [..., m, k]·[..., k, n] batches written into `out` (contiguous [..., m, n])."""
     return torch.bmm(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]), out=out.view(-1, *out.shape[-2:]))
@@ -166,13 +179,7 @@ class _AttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, kv, bias, mask, merge, p: float, root_d: float):
         qq, k, v = _unpack(q, kv)
-        logits = torch.matmul(qq, k.transpose(-2, -1)).div_(root_d)
-        if bias is not None:
-            logits = logits.add_(bias)
-        if mask is not None:
-            logits = logits.add_(mask)
-        y = torch.softmax(logits, dim=-1)
-        del logits
+        y = torch.softmax(_logits(qq, k, bias, mask, root_d), dim=-1)
         scale = _keep_scale(p, y.dtype)
         dropped, keep = _draw_and_mask(y, p, scale)
         out = torch.matmul(dropped, v)
@@ -228,13 +235,7 @@ def attention_core(q, k, v, bias: torch.Tensor | None, mask: torch.Tensor | None
                    root_d: float) -> torch.Tensor:
     """dropout(softmax(q·kᵀ/√d + bias + mask))·v [B,h,Lq,d] without a graph (in-place steps) or through autograd;
     bias [B,h,Lq,Lk] and mask (additive, broadcastable) optional. (Training steps on CPU take `_AttentionFunction`.)"""
-    # matmul's result is fresh and its backward does not read it: scale and mask in place.
-    logits = torch.matmul(q, k.transpose(-2, -1)).div_(root_d)  # [B,h,Lq,Lk]
-    if bias is not None:
-        logits = logits.add_(bias)
-    if mask is not None:
-        logits = logits.add_(mask)
-    return torch.matmul(dropout(torch.softmax(logits, dim=-1), p, True, overwrite=True), v)
+    return torch.matmul(dropout(torch.softmax(_logits(q, k, bias, mask, root_d), dim=-1), p, True, overwrite=True), v)
 
 
 class SelfAttention(ResidualOp):
