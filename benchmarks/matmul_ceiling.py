@@ -6,7 +6,10 @@ the same layout, with a fresh output (what the step does) and into a preallocate
 floor (FLOPs / the 2048³ rate measured in the same process): the "ceiling" is the fraction of the floor the step
 would reach with its products alone.
 
-    python -m benchmarks.matmul_ceiling --mode train --batch 64 --threads 2
+    python -m benchmarks.matmul_ceiling --mode train --batch 64 --threads 2 [--json out.json]
+
+`python -m benchmarks` runs it for the train, search weight and search arch steps and states, next to each speed
+target, the best fraction of the floor those products leave possible.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from benchmarks.common import matmul_rate, median, vqa_batch
+from benchmarks.common import matmul_rate, median, vqa_batch, write_json
 from benchmarks.steps import MODES, build_bench, prepare_process
 
 aten = torch.ops.aten
@@ -81,7 +84,8 @@ def measure(mode: str, batch_size: int, threads: int, reps: int = 5) -> dict[str
         flops += f * count
         fresh_s += t_fresh * count
         prealloc_s += t_pre * count
-        rows.append((t_fresh * count, kind, [s for s, _ in layout], count, f / t_fresh / 1e9, f / t_pre / 1e9))
+        rows.append((t_fresh * count, kind, [list(s) for s, _ in layout], count, f / t_fresh / 1e9,
+                     f / t_pre / 1e9))
     floor = flops / rate
     return {"mode": mode, "batch": batch_size, "threads": threads, "rate": rate, "flops": flops, "floor_s": floor,
             "products_fresh_s": fresh_s, "products_prealloc_s": prealloc_s,
@@ -95,8 +99,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rows", type=int, default=12)
+    p.add_argument("--reps", type=int, default=5, help="timings per distinct product (median)")
+    p.add_argument("--json", help="write the record here")
     a = p.parse_args(argv)
-    r = measure(a.mode, a.batch, a.threads)
+    r = measure(a.mode, a.batch, a.threads, a.reps)
+    if a.json:
+        write_json(a.json, r)
     print(f"{r['mode']} bs {r['batch']}: {r['flops'] / 1e9:.0f} GFLOP in products; 2048³ rate "
           f"{r['rate'] / 1e9:.0f} GFLOP/s → floor {r['floor_s']:.2f} s")
     print(f"products alone: {r['products_fresh_s']:.2f} s with fresh outputs (ceiling {r['ceiling_fresh']:.0%} of "

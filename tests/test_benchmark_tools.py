@@ -58,3 +58,46 @@ def test_profile_summary_sorts_a_step_into_kinds_of_work_that_add_up():
     # The optimizer's part is its whole step, the element-wise ops it runs included.
     step = sum(ev.cpu_time_total for ev in prof.events() if ev.name.startswith("Optimizer.step")) / 1e6
     assert abs(parts["optimizer"] - step) <= 1e-6
+
+
+def _step(mode: str, seconds: float, gflop_per_sample: float, fraction: float) -> dict:
+    return {"mode": mode, "batch": 64, "median_s": seconds, "samples_per_s": 64 / seconds,
+            "flops_fwd_per_sample": gflop_per_sample * 1e9 / 3, "flops_step_per_sample": gflop_per_sample * 1e9,
+            "matmul_rate": 200e9, "fraction_of_floor": fraction, "rss_peak": 3.3e9, "rss_delta": 2.0e9, "threads": 2}
+
+
+def _ceiling(mode: str, gflop: float, rate: float, seconds: float) -> dict:
+    return {"mode": mode, "batch": 64, "flops": gflop * 1e9, "rate": rate, "floor_s": gflop * 1e9 / rate,
+            "products_fresh_s": seconds, "ceiling_fresh": gflop * 1e9 / rate / seconds}
+
+
+def test_acceptance_lines_state_the_bound_the_products_alone_leave():
+    from benchmarks.run_all import best_fraction, checks, markdown
+
+    # Hand-derived: train 1000 GFLOP per step at 200 GFLOP/s is a 5 s floor; products alone 6.25 s → at most 80 %.
+    # Search weight 100 GFLOP, floor 0.5 s, products alone 1 s → 50 %. Arch 150 GFLOP (FLOP ratio 1.5),
+    # products 1.2 s → 62.5 %; with the weight step at 75 %, 1.3× needs the arch step at 1.5·0.75/1.3 = 86.5 %.
+    results = {"started": "t", "quick": False, "threads": 2, "env": {"cpus": 2, "torch": "x", "cpu_capability": "y"},
+               "load_before": {"loadavg": "0"}, "load_after": {"loadavg": "0"}, "variants": [], "loader": [],
+               "steps": [_step("train", 8.0, 1000 / 64, 0.625), _step("search_weight", 2.0, 100 / 64, 0.25),
+                         _step("search_arch", 3.0, 150 / 64, 0.25)],
+               "ceilings": [_ceiling("train", 990, 200e9, 6.25), _ceiling("search_weight", 99, 200e9, 1.0),
+                            _ceiling("search_arch", 149, 200e9, 1.2)]}
+    assert best_fraction(results["steps"][0], results["ceilings"][0]) == 0.8
+    lines = checks(results)
+    assert lines[0] == ("train step, batch 64: 62% of the FLOP floor (target ≥ 75%) — NOT met; its matrix products "
+                        "alone, each timed on its own, allow at most 80%")
+    assert lines[2].endswith("allow at most 50% (the target is out of reach on this machine whatever the rest of the "
+                             "step costs)")
+    assert lines[3] == ("arch step / weight step, batch 64: 1.50× (target ≤ 1.3×; release 9.3/4.9 = 1.9×; FLOP ratio "
+                        "1.50) — NOT met; with the weight step at its 75% target, 1.3× would need the arch step at "
+                        "≥ 87% of its floor, and its matrix products alone allow at most 62% (the two targets cannot "
+                        "both be met on this machine)")
+    # A ceiling that leaves the target possible gets no verdict of its own.
+    results["ceilings"][1] = _ceiling("search_weight", 99, 200e9, 0.5)
+    assert checks(results)[2].endswith("allow at most 100%")
+    # Without ceilings (`--skip ceilings`) the lines are the plain checks.
+    results["ceilings"] = []
+    assert checks(results)[0] == "train step, batch 64: 62% of the FLOP floor (target ≥ 75%) — NOT met"
+    md = markdown(dict(results, ceilings=[_ceiling("train", 990, 200e9, 6.25)]))
+    assert "| train | 64 | 990 | 200 | 4.95 | 6.25 | 79% |" in md
