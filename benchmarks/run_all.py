@@ -169,6 +169,12 @@ def _speed_check(name: str, step: dict, ceiling: dict | None) -> str:
         line += f"; its matrix products alone, each timed on its own, allow at most {best:.0%}"
         if best < TARGET_FRACTION:
             line += " (the target is out of reach on this machine whatever the rest of the step costs)"
+        else:
+            # In the step's own time scale: its floor at the rate measured around it.
+            floor = step["flops_step_per_sample"] * step["batch"] / step["matmul_rate"]
+            products = floor / best
+            line += (f"; the target leaves {floor / TARGET_FRACTION - products:.2f} s per step for everything else, "
+                     f"which takes ~{step['median_s'] - products:.2f} s now")
     return line
 
 

@@ -85,8 +85,10 @@ def test_acceptance_lines_state_the_bound_the_products_alone_leave():
                             _ceiling("search_arch", 149, 200e9, 1.2)]}
     assert best_fraction(results["steps"][0], results["ceilings"][0]) == 0.8
     lines = checks(results)
+    # The train step's floor at its own rate is 5 s: 75 % is 6.67 s, its products take 5 / 0.8 = 6.25 s of it.
     assert lines[0] == ("train step, batch 64: 62% of the FLOP floor (target ≥ 75%) — NOT met; its matrix products "
-                        "alone, each timed on its own, allow at most 80%")
+                        "alone, each timed on its own, allow at most 80%; the target leaves 0.42 s per step for "
+                        "everything else, which takes ~1.75 s now")
     assert lines[2].endswith("allow at most 50% (the target is out of reach on this machine whatever the rest of the "
                              "step costs)")
     assert lines[3] == ("arch step / weight step, batch 64: 1.50× (target ≤ 1.3×; release 9.3/4.9 = 1.9×; FLOP ratio "
@@ -95,7 +97,8 @@ def test_acceptance_lines_state_the_bound_the_products_alone_leave():
                         "both be met on this machine)")
     # A ceiling that leaves the target possible gets no verdict of its own.
     results["ceilings"][1] = _ceiling("search_weight", 99, 200e9, 0.5)
-    assert checks(results)[2].endswith("allow at most 100%")
+    assert checks(results)[2].endswith("allow at most 100%; the target leaves 0.17 s per step for everything else, "
+                                       "which takes ~1.50 s now")
     # Without ceilings (`--skip ceilings`) the lines are the plain checks.
     results["ceilings"] = []
     assert checks(results)[0] == "train step, batch 64: 62% of the FLOP floor (target ≥ 75%) — NOT met"
