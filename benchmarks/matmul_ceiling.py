@@ -3,8 +3,9 @@
 Records every matrix product of one step of a benchmark mode (aten mm/addmm/bmm/baddbmm with their shapes and strides,
 forward and backward, through a dispatch mode), then times each distinct product on its own, on fresh tensors of
 the same layout, with a fresh output (what the step does) and into a preallocated one. Prints their sums against the
-floor (FLOPs / the 2048³ rate measured in the same process): the "ceiling" is the fraction of the floor the step
-would reach with its products alone.
+floor (FLOPs / the 2048³ rate measured in the same process, before and after the timings): the "ceiling" is the
+fraction of the floor the step would reach with its products alone. On a shared machine it moves by ±15 % from run
+to run, as the rate does.
 
     python -m benchmarks.matmul_ceiling --mode train --batch 64 --threads 2 [--json out.json]
 
@@ -72,7 +73,7 @@ def measure(mode: str, batch_size: int, threads: int, reps: int = 5) -> dict[str
     recorder = _Recorder()
     with recorder:
         bench.step(batch)
-    rate = matmul_rate()
+    rates = [matmul_rate()]
     rows, flops, fresh_s, prealloc_s = [], 0, 0.0, 0.0
     for (kind, layout, dtype), count in recorder.calls.items():
         tensors = [_like(s, st, dtype) for s, st in layout]
@@ -86,8 +87,11 @@ def measure(mode: str, batch_size: int, threads: int, reps: int = 5) -> dict[str
         prealloc_s += t_pre * count
         rows.append((t_fresh * count, kind, [list(s) for s, _ in layout], count, f / t_fresh / 1e9,
                      f / t_pre / 1e9))
+    rates.append(matmul_rate())
+    rate = sum(rates) / 2   # before and after the timings: machine load slows both alike
     floor = flops / rate
-    return {"mode": mode, "batch": batch_size, "threads": threads, "rate": rate, "flops": flops, "floor_s": floor,
+    return {"mode": mode, "batch": batch_size, "threads": threads, "rate": rate, "rates": rates, "flops": flops,
+            "floor_s": floor,
             "products_fresh_s": fresh_s, "products_prealloc_s": prealloc_s,
             "ceiling_fresh": floor / fresh_s, "ceiling_prealloc": floor / prealloc_s,
             "rows": sorted(rows, key=lambda r: -r[0])}
