@@ -168,7 +168,7 @@ def _speed_check(name: str, step: dict, ceiling: dict | None) -> str:
         best = best_fraction(step, ceiling)
         line += f"; its matrix products alone, each timed on its own, allow at most {best:.0%}"
         if best < TARGET_FRACTION:
-            line += " (the target is out of reach on this machine whatever the rest of the step costs)"
+            line += " (by this run's measurements the target is out of reach whatever the rest of the step costs)"
         else:
             # In the step's own time scale: its floor at the rate measured around it.
             floor = step["flops_step_per_sample"] * step["batch"] / step["matmul_rate"]
@@ -204,7 +204,7 @@ def checks(results: dict[str, Any]) -> list[str]:
             best = best_fraction(sa, arch_ceiling)
             line += f", and its matrix products alone allow at most {best:.0%}"
             if best < needed:
-                line += " (the two targets cannot both be met on this machine)"
+                line += " (by this run's measurements the two targets cannot both be met)"
         out.append(line)
     for ld in results.get("loader", []):
         if "error" not in ld:

@@ -89,12 +89,12 @@ def test_acceptance_lines_state_the_bound_the_products_alone_leave():
     assert lines[0] == ("train step, batch 64: 62% of the FLOP floor (target ≥ 75%) — NOT met; its matrix products "
                         "alone, each timed on its own, allow at most 80%; the target leaves 0.42 s per step for "
                         "everything else, which takes ~1.75 s now")
-    assert lines[2].endswith("allow at most 50% (the target is out of reach on this machine whatever the rest of the "
-                             "step costs)")
+    assert lines[2].endswith("allow at most 50% (by this run's measurements the target is out of reach whatever the "
+                             "rest of the step costs)")
     assert lines[3] == ("arch step / weight step, batch 64: 1.50× (target ≤ 1.3×; release 9.3/4.9 = 1.9×; FLOP ratio "
                         "1.50) — NOT met; with the weight step at its 75% target, 1.3× would need the arch step at "
-                        "≥ 87% of its floor, and its matrix products alone allow at most 62% (the two targets cannot "
-                        "both be met on this machine)")
+                        "≥ 87% of its floor, and its matrix products alone allow at most 62% (by this run's "
+                        "measurements the two targets cannot both be met)")
     # A ceiling that leaves the target possible gets no verdict of its own.
     results["ceilings"][1] = _ceiling("search_weight", 99, 200e9, 0.5)
     assert checks(results)[2].endswith("allow at most 100%; the target leaves 0.17 s per step for everything else, "
