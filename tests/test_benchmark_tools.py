@@ -104,3 +104,17 @@ def test_acceptance_lines_state_the_bound_the_products_alone_leave():
     assert checks(results)[0] == "train step, batch 64: 62% of the FLOP floor (target ≥ 75%) — NOT met"
     md = markdown(dict(results, ceilings=[_ceiling("train", 990, 200e9, 6.25)]))
     assert "| train | 64 | 990 | 200 | 4.95 | 6.25 | 79% |" in md
+
+
+def test_a_gpu_run_reports_its_device_memory_and_is_not_judged_by_the_cpu_memory_target():
+    from benchmarks.run_all import checks, markdown
+
+    train = dict(_step("train", 0.1, 17.0, 0.6), device="cuda", cuda_peak=9.87e9)
+    results = {"started": "t", "quick": False, "threads": 2, "device": "cuda",
+               "env": {"cpus": 16, "torch": "x", "cpu_capability": "y"}, "load_before": {"loadavg": "0"},
+               "variants": [], "loader": [], "ceilings": [], "steps": [train]}
+    assert checks(results)[1] == ("train step, batch 64: GPU peak allocation 9.87 GB (the memory target is the "
+                                  "CPU's)")
+    md = markdown(results)
+    assert md.splitlines()[2].startswith("Device cuda; threads 2; 16 CPUs;")
+    assert "| 3.30 (GPU 9.87) | 2.00 | 2 |" in md

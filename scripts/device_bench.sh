@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Issue 7's GPU table in one run, for a session whose task is lent a CUDA machine (the device tool): the train,
+# search weight, search arch and eval steps at batches 16 and 64, with the naive formulas and bf16 autocast beside
+# them (one process each). It uses that machine's python3 and PyTorch and installs nothing (the benchmarks need
+# neither spaCy nor easy-vqa). Tables in $OUT (the device tool's folder) or benchmarks/results/cuda.
+#
+#     bash scripts/device_bench.sh                                  # on the GPU machine
+#     DEVICE=cpu bash scripts/device_bench.sh --batches 4 --reps 1 --variants   # a smoke run of this script here
+#
+# Extra arguments go to `python -m benchmarks` after the defaults, so they override them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+device=${DEVICE:-cuda}
+out=${OUT:-benchmarks/results/$device}
+PY=${PYTHON:-python3}
+if [ "$device" = cuda ]; then
+    "$PY" -c "import sys, torch; ok = torch.cuda.is_available(); print('torch', torch.__version__, torch.cuda.get_device_name() if ok else 'without a CUDA device'); sys.exit(0 if ok else 1)" \
+        || { echo "error: no CUDA device here; run this on the GPU machine, or DEVICE=cpu for a smoke run" >&2; exit 2; }
+fi
+"$PY" -m benchmarks --device "$device" --threads 8 --batches 16 64 --reps 10 --variants naive bf16 \
+    --skip ceilings loader itm --out "$out" "$@"
