@@ -239,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip", nargs="*", default=[], choices=["steps", "ceilings", "loader", "itm"])
     p.add_argument("--timeout", type=float, default=3600, help="seconds per benchmark process")
     a = p.parse_args(argv)
+    if a.device != "cpu" and "steps" not in a.skip:
+        import torch
+        if a.device.startswith("cuda") and not torch.cuda.is_available():
+            print(f"error: --device {a.device}, but this PyTorch ({torch.__version__}) sees no CUDA device; run on "
+                  f"the GPU machine, or leave --device out for the CPU tables.", file=sys.stderr)
+            return 2
     batches = a.batches or ([4] if a.quick else [16, 64])
     reps = a.reps or (1 if a.quick else 3)
     variants = a.variants if a.variants is not None else ([] if a.quick else list(DEFAULT_VARIANTS))

@@ -118,3 +118,14 @@ def test_a_gpu_run_reports_its_device_memory_and_is_not_judged_by_the_cpu_memory
     md = markdown(results)
     assert md.splitlines()[2].startswith("Device cuda; threads 2; 16 CPUs;")
     assert "| 3.30 (GPU 9.87) | 2.00 | 2 |" in md
+
+
+def test_a_gpu_run_without_a_gpu_stops_at_once_with_a_clear_error(tmp_path, capsys):
+    import pytest
+
+    from benchmarks.run_all import main
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    assert main(["--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert "sees no CUDA device" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())   # nothing measured, nothing written
