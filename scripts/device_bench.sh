@@ -16,8 +16,8 @@ device=${DEVICE:-cuda}
 out=${OUT:-benchmarks/results/$device}
 PY=${PYTHON:-python3}
 if [ "$device" = cuda ]; then
-    "$PY" -c "import sys, torch; ok = torch.cuda.is_available(); print('torch', torch.__version__, torch.cuda.get_device_name() if ok else 'without a CUDA device'); sys.exit(0 if ok else 1)" \
-        || { echo "error: no CUDA device here; run this on the GPU machine, or DEVICE=cpu for a smoke run" >&2; exit 2; }
+    "$PY" -c "import torch; assert torch.cuda.is_available(); print(torch.__version__, torch.cuda.get_device_name())" \
+        2>/dev/null || { echo "error: no CUDA device here; run this on the GPU machine, or DEVICE=cpu" >&2; exit 2; }
 fi
 tests=0
 MMNAS_TEST_DEVICE="$device" "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py || tests=$?

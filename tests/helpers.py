@@ -34,6 +34,27 @@ def random_batch(b: int = 2, t: int = 5, n: int = 6, feat: int = 16, vocab: int 
     rel = torch.randn(b, n, n, 4, generator=g)
     return {"text_ix": text, "img_feat": img, "img_rel": rel, "img_box_feat": torch.rand(b, n, 5, generator=g)}
 
+def padded_vqa_batch(b: int = 3, n: int = 12, t: int = 6, feat: int = 32, answers: int = 10,
+                     seed: int = 0) -> dict[str, torch.Tensor]:
+    """A VQA batch with one padded question (index 0 from token 4) and one padded image (zero rows from region 9),
+    as the loaders give them, and soft targets."""
+    g = torch.Generator().manual_seed(seed)
+    text = torch.randint(3, 50, (b, t), generator=g)
+    text[0, 4:] = 0
+    img = torch.rand(b, n, feat, generator=g)
+    img[1, 9:] = 0
+    return {"text_ix": text, "img_feat": img, "img_rel": torch.randn(b, n, n, 4, generator=g),
+            "target": torch.rand(b, answers, generator=g)}
+
+
+def close(a: torch.Tensor, b: torch.Tensor, tol: float = 2e-5, what: str = "") -> None:
+    """fp32 agreement, relative to the larger magnitude of the two tensors (on any devices)."""
+    a, b = a.detach().cpu(), b.detach().cpu()
+    scale = max(float(a.abs().max()), float(b.abs().max()), 1e-12)
+    err = float((a - b).abs().max()) / scale
+    assert err <= tol, f"{what + ': ' if what else ''}relative difference {err:.2e} > {tol:.0e}"
+
+
 SMALL_GENOTYPE = {"enc": [["self_att_64"], ["feed_forward"]],
                   "dec": [["rel_self_att_64"], ["guided_att_64"], ["feed_forward"]]}
 

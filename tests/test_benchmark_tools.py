@@ -71,18 +71,23 @@ def _ceiling(mode: str, gflop: float, rate: float, seconds: float) -> dict:
             "products_fresh_s": seconds, "ceiling_fresh": gflop * 1e9 / rate / seconds}
 
 
+def _results(steps: list[dict], ceilings: list[dict], cpus: int = 2, **extra) -> dict:
+    """What run_all.main collects, around the given step and ceiling records."""
+    return {"started": "t", "quick": False, "threads": 2, "env": {"cpus": cpus, "torch": "x", "cpu_capability": "y"},
+            "load_before": {"loadavg": "0"}, "load_after": {"loadavg": "0"}, "variants": [], "loader": [],
+            "steps": steps, "ceilings": ceilings, **extra}
+
+
 def test_acceptance_lines_state_the_bound_the_products_alone_leave():
     from benchmarks.run_all import best_fraction, checks, markdown
 
     # Hand-derived: train 1000 GFLOP per step at 200 GFLOP/s is a 5 s floor; products alone 6.25 s → at most 80 %.
     # Search weight 100 GFLOP, floor 0.5 s, products alone 1 s → 50 %. Arch 150 GFLOP (FLOP ratio 1.5),
     # products 1.2 s → 62.5 %; with the weight step at 75 %, 1.3× needs the arch step at 1.5·0.75/1.3 = 86.5 %.
-    results = {"started": "t", "quick": False, "threads": 2, "env": {"cpus": 2, "torch": "x", "cpu_capability": "y"},
-               "load_before": {"loadavg": "0"}, "load_after": {"loadavg": "0"}, "variants": [], "loader": [],
-               "steps": [_step("train", 8.0, 1000 / 64, 0.625), _step("search_weight", 2.0, 100 / 64, 0.25),
-                         _step("search_arch", 3.0, 150 / 64, 0.25)],
-               "ceilings": [_ceiling("train", 990, 200e9, 6.25), _ceiling("search_weight", 99, 200e9, 1.0),
-                            _ceiling("search_arch", 149, 200e9, 1.2)]}
+    results = _results([_step("train", 8.0, 1000 / 64, 0.625), _step("search_weight", 2.0, 100 / 64, 0.25),
+                        _step("search_arch", 3.0, 150 / 64, 0.25)],
+                       [_ceiling("train", 990, 200e9, 6.25), _ceiling("search_weight", 99, 200e9, 1.0),
+                        _ceiling("search_arch", 149, 200e9, 1.2)])
     assert best_fraction(results["steps"][0], results["ceilings"][0]) == 0.8
     lines = checks(results)
     # The train step's floor at its own rate is 5 s: 75 % is 6.67 s, its products take 5 / 0.8 = 6.25 s of it.
@@ -110,9 +115,7 @@ def test_a_gpu_run_reports_its_device_memory_and_is_not_judged_by_the_cpu_memory
     from benchmarks.run_all import checks, markdown
 
     train = dict(_step("train", 0.1, 17.0, 0.6), device="cuda", cuda_peak=9.87e9)
-    results = {"started": "t", "quick": False, "threads": 2, "device": "cuda",
-               "env": {"cpus": 16, "torch": "x", "cpu_capability": "y"}, "load_before": {"loadavg": "0"},
-               "variants": [], "loader": [], "ceilings": [], "steps": [train]}
+    results = _results([train], [], cpus=16, device="cuda")
     assert checks(results)[1] == ("train step, batch 64: GPU peak allocation 9.87 GB (the memory target is the "
                                   "CPU's)")
     md = markdown(results)

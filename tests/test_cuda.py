@@ -18,6 +18,7 @@ from mmnas.models.build import build_network, build_supernet
 from mmnas.models.losses import vqa_loss
 from mmnas.nas import supernet as sn
 from mmnas.ops.layers import fast_paths
+from tests.helpers import close, padded_vqa_batch
 
 DEVICE = os.environ.get("MMNAS_TEST_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
 H = 128
@@ -32,26 +33,8 @@ def strict_fp32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
-def _batch(b: int = 3, n: int = 12, feat: int = 32, answers: int = 10) -> dict[str, torch.Tensor]:
-    """Padded text (a zero index) and padded regions (all-zero feature rows), as the loaders give them."""
-    g = torch.Generator().manual_seed(3)
-    text = torch.randint(1, 50, (b, 7), generator=g)
-    text[0, 4:] = 0
-    img = torch.rand(b, n, feat, generator=g)
-    img[1, 9:] = 0
-    return {"text_ix": text, "img_feat": img, "img_rel": torch.randn(b, n, n, 4, generator=g),
-            "target": torch.rand(b, answers, generator=g)}
-
-
 def _to(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
-
-
-def _close(a: torch.Tensor, b: torch.Tensor, tol: float, what: str) -> None:
-    a, b = a.detach().float().cpu(), b.detach().float().cpu()
-    scale = max(float(a.abs().max()), float(b.abs().max()), 1e-12)
-    err = float((a - b).abs().max()) / scale
-    assert err <= tol, f"{what}: relative difference {err:.2e} > {tol:.0e}"
 
 
 def _step(net, batch, device: str, fast: bool):
@@ -69,10 +52,10 @@ def test_network_on_the_device_equals_the_naive_formulas_on_the_cpu(train):
     net = build_network("vqa", "arch/mmnas_vqa.json", dropout=0.0, **SMALL).train(train)
     net.load_state_dict(ref.state_dict())
     net.to(DEVICE)
-    batch = _batch()
+    batch = padded_vqa_batch()
     out_ref, grads_ref = _step(ref, batch, "cpu", fast=False)
     out, grads = _step(net, batch, DEVICE, fast=True)
-    _close(out, out_ref, 5e-5, "output")
+    close(out, out_ref, 5e-5, "output")
     assert grads.keys() == grads_ref.keys()
     scale = max(float(g.abs().max()) for g in grads_ref.values())
     for name, g in grads_ref.items():
@@ -86,7 +69,7 @@ def test_full_arch_step_on_the_device_gives_the_cpu_gate_gradients():
     ref, net = build_supernet("vqa", **kwargs).train(), build_supernet("vqa", **kwargs).train()
     net.load_state_dict(ref.state_dict())
     net.to(DEVICE)
-    batch = _batch()
+    batch = padded_vqa_batch()
     gates = []
     for model, device, fast in ((ref, "cpu", False), (net, DEVICE, True)):
         for p in model.weight_parameters():
@@ -95,12 +78,12 @@ def test_full_arch_step_on_the_device_gives_the_cpu_gate_gradients():
             vqa_loss(model(_to(batch, device)), batch["target"].to(device)).backward()
         gates.append([m.gate.grad.detach().cpu() for m in sn.mixed_ops(model)])
     for i, (a, b) in enumerate(zip(*gates)):
-        _close(a, b, 5e-5, f"gate gradient of mixed op {i}")
+        close(a, b, 5e-5, f"gate gradient of mixed op {i}")
 
 
 def test_training_dropout_on_the_device_repeats_under_a_seed_and_drops_at_the_rate():
     net = build_network("vqa", "arch/mmnas_vqa.json", **SMALL).to(DEVICE).train()
-    batch = _to(_batch(), DEVICE)
+    batch = _to(padded_vqa_batch(), DEVICE)
     outs = []
     for _ in range(2):
         torch.manual_seed(5)
@@ -117,10 +100,10 @@ def test_training_dropout_on_the_device_repeats_under_a_seed_and_drops_at_the_ra
 def test_bf16_autocast_on_cuda_stays_near_fp32():
     torch.manual_seed(0)
     net = build_network("vqa", "arch/mmnas_vqa.json", dropout=0.0, **SMALL).to(DEVICE).eval()
-    batch = _to(_batch(), DEVICE)
+    batch = _to(padded_vqa_batch(), DEVICE)
     with torch.no_grad():
         ref = net(batch)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             low = net(batch)
     assert low.dtype in (torch.bfloat16, torch.float32)
-    _close(low, ref, 5e-2, "bf16 output")
+    close(low, ref, 5e-2, "bf16 output")

@@ -18,6 +18,7 @@ from mmnas.ops import build_op
 from mmnas.ops.attention import MultiHeadAttention
 from mmnas.ops.layers import (MLP, LayerNorm, _draw_and_mask, dropout, dropout_residual_norm, dropout_rng,
                               fast_paths, fast_paths_enabled, relu_dropout, set_dropout_rng)
+from tests.helpers import close, padded_vqa_batch
 
 H, HEADS, D = 128, 2, 64
 
@@ -29,13 +30,6 @@ def torch_rng():
     set_dropout_rng("torch")
     yield
     set_dropout_rng(before)
-
-
-def close(a: torch.Tensor, b: torch.Tensor, tol: float = 2e-5) -> None:
-    """fp32 agreement, relative to the larger magnitude of the two tensors."""
-    a, b = a.detach(), b.detach()
-    scale = max(float(a.abs().max()), float(b.abs().max()), 1e-12)
-    assert float((a - b).abs().max()) <= tol * scale, float((a - b).abs().max()) / scale
 
 
 # -- references, written from the spec ----------------------------------------------------------------------------
@@ -364,23 +358,13 @@ def test_ops_in_training_equal_naive_under_one_seed(name, torch_rng):
         close(a, b, 5e-5)
 
 
-def _vqa_batch(b=3, n=12, t=6, feat=32, answers=10, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    text = torch.randint(3, 50, (b, t), generator=g)
-    text[0, 4:] = 0
-    img = torch.rand(b, n, feat, generator=g)
-    img[1, 9:] = 0
-    return {"text_ix": text, "img_feat": img, "img_rel": torch.randn(b, n, n, 4, generator=g),
-            "target": torch.rand(b, answers, generator=g)}
-
-
 @pytest.mark.parametrize("train", [False, True])
 def test_network_fast_equals_naive(train, torch_rng):
     torch.manual_seed(0)
     net = build_network("vqa", "arch/mmnas_vqa.json", vocab_size=50, answer_size=10, hidden_size=H, feat_size=32,
                         flat_mlp_size=64)
     net.train(train)
-    batch = _vqa_batch()
+    batch = padded_vqa_batch()
     results = []
     for fast in (True, False):
         net.zero_grad()
@@ -402,7 +386,7 @@ def test_arch_step_full_mode_runs_inactive_candidates_without_graph_and_weights_
     net = build_supernet("vqa", vocab_size=50, answer_size=10, hidden_size=H, feat_size=32, flat_mlp_size=64,
                          nodes={"enc": 2, "dec": 3}).train()
     weights = net.weight_parameters()
-    batch = _vqa_batch()
+    batch = padded_vqa_batch()
     seen = []
     hooks = [op.register_forward_hook(lambda m, i, o: seen.append((m, o.requires_grad)))
              for mixed in sn.mixed_ops(net) for op in mixed.candidates]
