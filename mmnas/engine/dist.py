@@ -7,7 +7,6 @@ import datetime
 import logging
 import os
 import signal
-import socket
 import sys
 import tempfile
 import warnings
@@ -126,13 +125,6 @@ def plan_processes(gpu: str, nproc: int) -> ProcessPlan:
     return ProcessPlan(nproc, "gloo", cuda, ids[:1])
 
 
-def free_port() -> int:
-    """A TCP port free at this instant on this machine (chosen at run time, so parallel runs do not collide)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def process_group(plan: ProcessPlan, local_rank: int = 0) -> Iterator[None]:
     """Join the run's process group for the body (nothing to join when the run is one process)."""
@@ -154,8 +146,14 @@ def process_group(plan: ProcessPlan, local_rank: int = 0) -> Iterator[None]:
     elif "OMP_NUM_THREADS" not in os.environ:
         # k CPU processes share the cores instead of each spinning one thread per core.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // plan.nprocs))
-    dist.init_process_group(plan.backend, init_method="env://", rank=global_rank, world_size=plan.nprocs,
-                            timeout=COLLECTIVE_TIMEOUT)
+    if plan.from_env:
+        dist.init_process_group(plan.backend, init_method="env://", rank=global_rank, world_size=plan.nprocs,
+                                timeout=COLLECTIVE_TIMEOUT)
+    else:  # spawned by `spawn`, whose process already serves the rendezvous store: every rank is its client
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                              timeout=COLLECTIVE_TIMEOUT)
+        dist.init_process_group(plan.backend, store=store, rank=global_rank, world_size=plan.nprocs,
+                                timeout=COLLECTIVE_TIMEOUT)
     if global_rank != 0:
         # Every process reads the same data and builds the same network: rank 0 alone says so.
         warnings.simplefilter("ignore")
@@ -195,8 +193,11 @@ def spawn(fn: Callable[..., Any], args: tuple, plan: ProcessPlan,
     A failure anywhere stops every process within seconds and is reported once here: a known error by its message
     and code, a crash by its traceback or signal (exit code 1). SIGTERM / SIGINT sent to this process are passed
     to the processes once (they finish their step and checkpoint); a second one stops them at once."""
+    # The rendezvous store is served from here, on a port the system picks as it binds: a port chosen first and
+    # bound later by rank 0 (the env:// way) can be taken in between by anything else on the machine.
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=COLLECTIVE_TIMEOUT)
     os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(free_port())   # a str: the release put an int here and crashed
+    os.environ["MASTER_PORT"] = str(store.port)   # a str: the release put an int here and crashed
     if plan.cuda:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, plan.gpu_ids))
     with tempfile.TemporaryDirectory(prefix="mmnas-errors-") as error_dir:
