@@ -2,7 +2,8 @@
 
 Records every matrix product of one step of a benchmark mode (aten mm/addmm/bmm/baddbmm with their shapes and strides,
 forward and backward, through a dispatch mode), then times each distinct product on its own, on fresh tensors of
-the same layout, with a fresh output (what the step does) and into a preallocated one. Prints their sums against the
+the same layout, with a fresh output (what the step does) and into a preallocated one; each product is also timed
+where it ran, inside that step. Prints their sums against the
 floor (FLOPs / the 2048³ rate measured in the same process, before and after the timings): the "ceiling" is the
 fraction of the floor the step would reach with its products alone. On a shared machine it moves by ±15 % from run
 to run, as the rate does.
@@ -31,15 +32,24 @@ PRODUCTS = {aten.mm.default: "mm", aten.addmm.default: "addmm", aten.bmm.default
 
 
 class _Recorder(TorchDispatchMode):
+    """Counts the step's products by (kind, layout, dtype) and times each where it runs, inside the step (with the
+    caches and memory the step leaves it: the time the products really take there)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.calls: collections.Counter = collections.Counter()
+        self.in_step_s: collections.Counter = collections.Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func in PRODUCTS:
-            layout = tuple((tuple(a.shape), tuple(a.stride())) for a in args if isinstance(a, torch.Tensor))
-            self.calls[(PRODUCTS[func], layout, args[0].dtype)] += 1
-        return func(*args, **(kwargs or {}))
+        if func not in PRODUCTS:
+            return func(*args, **(kwargs or {}))
+        layout = tuple((tuple(a.shape), tuple(a.stride())) for a in args if isinstance(a, torch.Tensor))
+        key = (PRODUCTS[func], layout, args[0].dtype)
+        t0 = time.perf_counter()
+        out = func(*args, **(kwargs or {}))
+        self.in_step_s[key] += time.perf_counter() - t0
+        self.calls[key] += 1
+        return out
 
 
 def _like(shape: tuple, stride: tuple, dtype: torch.dtype) -> torch.Tensor:
@@ -75,6 +85,7 @@ def measure(mode: str, batch_size: int, threads: int, reps: int = 5) -> dict[str
         bench.step(batch)
     rates = [matmul_rate()]
     rows, flops, fresh_s, prealloc_s = [], 0, 0.0, 0.0
+    in_step_s = sum(recorder.in_step_s.values())
     for (kind, layout, dtype), count in recorder.calls.items():
         tensors = [_like(s, st, dtype) for s, st in layout]
         fn = {"mm": torch.mm, "addmm": torch.addmm, "bmm": torch.bmm, "baddbmm": torch.baddbmm}[kind]
@@ -86,14 +97,14 @@ def measure(mode: str, batch_size: int, threads: int, reps: int = 5) -> dict[str
         fresh_s += t_fresh * count
         prealloc_s += t_pre * count
         rows.append((t_fresh * count, kind, [list(s) for s, _ in layout], count, f / t_fresh / 1e9,
-                     f / t_pre / 1e9))
+                     f / t_pre / 1e9, f * count / recorder.in_step_s[(kind, layout, dtype)] / 1e9))
     rates.append(matmul_rate())
     rate = sum(rates) / 2   # before and after the timings: machine load slows both alike
     floor = flops / rate
     return {"mode": mode, "batch": batch_size, "threads": threads, "rate": rate, "rates": rates, "flops": flops,
             "floor_s": floor,
-            "products_fresh_s": fresh_s, "products_prealloc_s": prealloc_s,
-            "ceiling_fresh": floor / fresh_s, "ceiling_prealloc": floor / prealloc_s,
+            "products_fresh_s": fresh_s, "products_prealloc_s": prealloc_s, "products_in_step_s": in_step_s,
+            "ceiling_fresh": floor / fresh_s, "ceiling_prealloc": floor / prealloc_s, "in_step": floor / in_step_s,
             "rows": sorted(rows, key=lambda r: -r[0])}
 
 
@@ -113,9 +124,10 @@ def main(argv: list[str] | None = None) -> None:
           f"{r['rate'] / 1e9:.0f} GFLOP/s → floor {r['floor_s']:.2f} s")
     print(f"products alone: {r['products_fresh_s']:.2f} s with fresh outputs (ceiling {r['ceiling_fresh']:.0%} of "
           f"the floor), {r['products_prealloc_s']:.2f} s into preallocated outputs ({r['ceiling_prealloc']:.0%})")
-    print("largest: s in step | op | shapes | calls | GFLOP/s fresh | preallocated")
-    for total, kind, shapes, count, g_fresh, g_pre in r["rows"][:a.rows]:
-        print(f"  {total:6.3f} | {kind} | {shapes} | {count} | {g_fresh:.0f} | {g_pre:.0f}")
+    print(f"the same products inside a step: {r['products_in_step_s']:.2f} s ({r['in_step']:.0%} of the floor)")
+    print("largest: s alone | op | shapes | calls | GFLOP/s alone, fresh | preallocated | inside the step")
+    for total, kind, shapes, count, g_fresh, g_pre, g_step in r["rows"][:a.rows]:
+        print(f"  {total:6.3f} | {kind} | {shapes} | {count} | {g_fresh:.0f} | {g_pre:.0f} | {g_step:.0f}")
 
 
 if __name__ == "__main__":

@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> None:
         write_json(a.json, record)
     print(f"{record['mode']} bs {record['batch']}: {record['median_s']:.3f} s/step, "
           f"{record['samples_per_s']:.1f} samples/s, {record['fraction_of_floor']:.0%} of the FLOP floor "
-          f"({record['flops_step_per_sample'] / 1e9:.2f} GFLOP/sample, rate {record['matmul_rate'] / 1e9:.0f} GFLOP/s), "
+          f"({record['flops_step_per_sample'] / 1e9:.2f} GFLOP/sample, "
+          f"rate {record['matmul_rate'] / 1e9:.0f} GFLOP/s), "
           f"peak RSS {record['rss_peak'] / 2 ** 30:.2f} GiB (+{record['rss_delta'] / 2 ** 30:.2f} over baseline)")
 
 

@@ -16,6 +16,7 @@ def test_recorder_sees_forward_and_backward_products_with_their_layouts():
         lin(x).sum().backward()
     kinds = sorted(kind for (kind, _, _), n in rec.calls.items() for _ in range(n))
     assert kinds == ["addmm", "mm", "mm"]  # forward addmm; backward: input and weight gradients
+    assert set(rec.in_step_s) == set(rec.calls) and all(t > 0 for t in rec.in_step_s.values())  # timed in place
     layouts = {layout for (kind, layout, _) in rec.calls if kind == "mm"}
     assert any(stride != (shape[1], 1) for layout in layouts for shape, stride in layout)  # a transposed operand
 
@@ -108,7 +109,9 @@ def test_acceptance_lines_state_the_bound_the_products_alone_leave():
     results["ceilings"] = []
     assert checks(results)[0] == "train step, batch 64: 62% of the FLOP floor (target ≥ 75%) — NOT met"
     md = markdown(dict(results, ceilings=[_ceiling("train", 990, 200e9, 6.25)]))
-    assert "| train | 64 | 990 | 200 | 4.95 | 6.25 | 79% |" in md
+    assert "| train | 64 | 990 | 200 | 4.95 | 6.25 | 79% | – |" in md  # a record from before the in-step timing
+    md = markdown(dict(results, ceilings=[dict(_ceiling("train", 990, 200e9, 6.25), products_in_step_s=7.125)]))
+    assert "| train | 64 | 990 | 200 | 4.95 | 6.25 | 79% | 7.12 |" in md
 
 
 def test_a_gpu_run_reports_its_device_memory_and_is_not_judged_by_the_cpu_memory_target():
