@@ -3,6 +3,7 @@ peak memory, robust timing statistics and synthetic VQA batches of the release's
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import resource
@@ -51,9 +52,27 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _rnn_layer_flops(input_shape, w_ih_shape, w_hh_shape, *args, out_shape=None, **kwargs) -> int:
+    """The products of one recurrent layer over a sequence (the CPU LSTM's `mkldnn_rnn_layer`): every step multiplies
+    its input by W_ih [G, I] and its previous hidden state by W_hh [G, H], G = 4H for an LSTM."""
+    steps = math.prod(input_shape[:-1])  # T·B, whichever of them comes first
+    return 2 * steps * w_ih_shape[0] * (w_ih_shape[1] + w_hh_shape[1])
+
+
+def _rnn_layer_backward_flops(*args, out_shape=None, **kwargs) -> int:
+    """The layer's backward computes the gradients of its input, hidden states and both weights: twice the forward."""
+    return 2 * _rnn_layer_flops(*args)
+
+
+# torch's counter has no formula for the CPU LSTM kernels and would count the text encoder's LSTM as nothing.
+_EXTRA_FLOP_FORMULAS = {torch.ops.aten.mkldnn_rnn_layer: _rnn_layer_flops,
+                        torch.ops.aten.mkldnn_rnn_layer_backward: _rnn_layer_backward_flops}
+
+
 def count_flops(fn: Callable[[], Any]) -> int:
-    """FLOPs of the matrix products `fn` runs (torch.utils.flop_counter: mm, bmm, addmm, attention, convolutions)."""
-    with FlopCounterMode(display=False) as counter:
+    """FLOPs of the matrix products `fn` runs (torch.utils.flop_counter: mm, bmm, addmm, attention, convolutions;
+    and the CPU LSTM's, counted here)."""
+    with FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOP_FORMULAS) as counter:
         fn()
     return int(counter.get_total_flops())
 

@@ -33,6 +33,23 @@ def test_flops_and_layouts_match_torch():
         assert _flops(kind, tuple(layout)) == count_flops(lambda: fn(*tensors)), kind
 
 
+def test_the_text_encoders_lstm_is_counted_forward_and_backward():
+    """torch's counter has no formula for the CPU LSTM kernel; ours: every step multiplies the input by W_ih [4H, I]
+    and the hidden state by W_hh [4H, H] (2 FLOPs per multiply-add), and the backward does twice that."""
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(6, 5, batch_first=True)
+    x = torch.randn(3, 7, 6)
+    forward = 2 * (3 * 7) * (4 * 5) * (6 + 5)   # 9,240
+    assert count_flops(lambda: lstm(x)) == forward
+
+    def step():
+        out, _ = lstm(x)
+        out.sum().backward()
+    assert count_flops(step) == 3 * forward
+    with torch.no_grad():
+        assert count_flops(lambda: lstm(x)) == forward
+
+
 def test_profile_summary_sorts_a_step_into_kinds_of_work_that_add_up():
     """profile_step --summary: products, copies, our autograd functions and the optimizer's whole step are told apart,
     and the parts sum to the profile's self CPU total."""
