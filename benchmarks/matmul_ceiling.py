@@ -3,10 +3,9 @@
 Records every matrix product of one step of a benchmark mode (aten mm/addmm/bmm/baddbmm with their shapes and strides,
 forward and backward, through a dispatch mode), then times each distinct product on its own, on fresh tensors of
 the same layout, with a fresh output (what the step does) and into a preallocated one; each product is also timed
-where it ran, inside that step. Prints their sums against the
-floor (FLOPs / the 2048³ rate measured in the same process, before and after the timings): the "ceiling" is the
-fraction of the floor the step would reach with its products alone. On a shared machine it moves by ±15 % from run
-to run, as the rate does.
+where it ran, inside that step. Prints their sums against the floor (FLOPs / the 2048³ rate measured in the same
+process, before and after the timings): the "ceiling" is the fraction of the floor the step would reach with its
+products alone. On a shared machine it moves by ±15 % from run to run, as the rate does.
 
     python -m benchmarks.matmul_ceiling --mode train --batch 64 --threads 2 [--json out.json]
 
@@ -41,12 +40,13 @@ class _Recorder(TorchDispatchMode):
         self.in_step_s: collections.Counter = collections.Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
         if func not in PRODUCTS:
-            return func(*args, **(kwargs or {}))
+            return func(*args, **kwargs)
         layout = tuple((tuple(a.shape), tuple(a.stride())) for a in args if isinstance(a, torch.Tensor))
         key = (PRODUCTS[func], layout, args[0].dtype)
         t0 = time.perf_counter()
-        out = func(*args, **(kwargs or {}))
+        out = func(*args, **kwargs)
         self.in_step_s[key] += time.perf_counter() - t0
         self.calls[key] += 1
         return out

@@ -231,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a fast smoke run (small batches and sizes)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="cpu", help="where the network steps run (cuda: the GPU table; the matrix "
-                   "products alone, the loader and ITM scoring stay on the CPU, and the ceilings are skipped)")
+    p.add_argument("--device", default="cpu", help="where the network steps run (cuda: the GPU table; the loader and "
+                   "ITM scoring stay on the CPU, and the products-alone ceilings, a CPU measurement, are skipped)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--batches", type=int, nargs="+", help="default 16 64 (quick: 4)")
     p.add_argument("--modes", nargs="+", choices=STEP_MODES, default=list(STEP_MODES))

@@ -14,6 +14,7 @@ import os
 import pytest
 import torch
 
+from mmnas.engine.dist import to_device
 from mmnas.models.build import build_network, build_supernet
 from mmnas.models.losses import vqa_loss
 from mmnas.nas import supernet as sn
@@ -33,14 +34,10 @@ def strict_fp32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
-def _to(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
-    return {k: v.to(device) for k, v in batch.items()}
-
-
 def _step(net, batch, device: str, fast: bool):
     net.zero_grad(set_to_none=True)
     with fast_paths(fast):
-        out = net(_to(batch, device))
+        out = net(to_device(batch, torch.device(device)))
         vqa_loss(out, batch["target"].to(device)).backward()
     return out.detach().cpu(), {n: p.grad.detach().cpu() for n, p in net.named_parameters() if p.grad is not None}
 
@@ -75,7 +72,7 @@ def test_full_arch_step_on_the_device_gives_the_cpu_gate_gradients():
         for p in model.weight_parameters():
             p.requires_grad_(False)   # as the searcher's arch step
         with fast_paths(fast), model.sampling("full", torch.Generator().manual_seed(1)):
-            vqa_loss(model(_to(batch, device)), batch["target"].to(device)).backward()
+            vqa_loss(model(to_device(batch, torch.device(device))), batch["target"].to(device)).backward()
         gates.append([m.gate.grad.detach().cpu() for m in sn.mixed_ops(model)])
     for i, (a, b) in enumerate(zip(*gates)):
         close(a, b, 5e-5, f"gate gradient of mixed op {i}")
@@ -83,7 +80,7 @@ def test_full_arch_step_on_the_device_gives_the_cpu_gate_gradients():
 
 def test_training_dropout_on_the_device_repeats_under_a_seed_and_drops_at_the_rate():
     net = build_network("vqa", "arch/mmnas_vqa.json", **SMALL).to(DEVICE).train()
-    batch = _to(padded_vqa_batch(), DEVICE)
+    batch = to_device(padded_vqa_batch(), torch.device(DEVICE))
     outs = []
     for _ in range(2):
         torch.manual_seed(5)
@@ -100,7 +97,7 @@ def test_training_dropout_on_the_device_repeats_under_a_seed_and_drops_at_the_ra
 def test_bf16_autocast_on_cuda_stays_near_fp32():
     torch.manual_seed(0)
     net = build_network("vqa", "arch/mmnas_vqa.json", dropout=0.0, **SMALL).to(DEVICE).eval()
-    batch = _to(padded_vqa_batch(), DEVICE)
+    batch = to_device(padded_vqa_batch(), torch.device(DEVICE))
     with torch.no_grad():
         ref = net(batch)
         with torch.autocast("cuda", dtype=torch.bfloat16):
