@@ -34,6 +34,7 @@ def random_batch(b: int = 2, t: int = 5, n: int = 6, feat: int = 16, vocab: int 
     rel = torch.randn(b, n, n, 4, generator=g)
     return {"text_ix": text, "img_feat": img, "img_rel": rel, "img_box_feat": torch.rand(b, n, 5, generator=g)}
 
+
 def padded_vqa_batch(b: int = 3, n: int = 12, t: int = 6, feat: int = 32, answers: int = 10,
                      seed: int = 0) -> dict[str, torch.Tensor]:
     """A VQA batch with one padded question (index 0 from token 4) and one padded image (zero rows from region 9),
